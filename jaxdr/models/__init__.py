@@ -1,0 +1,67 @@
+"""The model zoo: every model is a pure function of (variables, images, mask, train).
+
+    model = models.create("resnet56", num_classes=10)
+    variables = models.init(model, jax.random.PRNGKey(0))
+    logits = models.apply(model, variables, images, mask)            # eval mode
+    logits, new_state = models.apply(model, variables, images, mask, train=True)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdr.models import resnet, vgg
+from jaxdr.models.graph import Graph, Layer, describe  # noqa: F401
+from jaxdr.models.layers import CONV_IMPLS  # noqa: F401
+
+_ARCHS: Dict[str, Callable[..., nn.Module]] = {
+    "vgg16": lambda **kw: vgg.VGG(**kw),
+    "resnet18": lambda **kw: resnet.ResNet(stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512),
+                                           stem_width=64, **kw),
+    "resnet20": lambda **kw: resnet.ResNet(stage_sizes=(3, 3, 3), **kw),
+    "resnet56": lambda **kw: resnet.ResNet(stage_sizes=(9, 9, 9), **kw),
+    "resnet110": lambda **kw: resnet.ResNet(stage_sizes=(18, 18, 18), **kw),
+    "resnet50": lambda **kw: resnet.ResNet(stage_sizes=(3, 4, 6, 3), stage_widths=(64, 128, 256, 512),
+                                           stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
+    "resnet101": lambda **kw: resnet.ResNet(stage_sizes=(3, 4, 23, 3), stage_widths=(64, 128, 256, 512),
+                                            stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
+}
+
+
+def register(name: str, factory: Callable[..., nn.Module]) -> None:
+  """Adds an architecture: ``factory(**Backbone fields) -> module``."""
+  _ARCHS[name] = factory
+
+
+def names():
+  return sorted(_ARCHS)
+
+
+def create(name: str, *, num_classes: int = 10, image_size: int = 32, input_channels: int = 3,
+           width: float = 1.0, conv_impl: str = "auto", channels: Mapping[str, int] = ()) -> nn.Module:
+  """Builds architecture ``name``; ``channels`` (space -> width) is what surgery sets."""
+  if name not in _ARCHS:
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+  channels = tuple(sorted(dict(channels).items()))
+  return _ARCHS[name](num_classes=num_classes, image_size=image_size, input_channels=input_channels,
+                      width=width, conv_impl=conv_impl, channels=channels)
+
+
+def init(model: nn.Module, rng: jax.Array) -> Dict[str, Any]:
+  """Variables ``{'params': ..., 'batch_stats': ...}`` for ``model``."""
+  x = jnp.zeros((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
+  return dict(jax.jit(lambda r: model.init(r, x, train=False))(rng))
+
+
+def apply(model: nn.Module, variables: Mapping[str, Any], images: jnp.ndarray,
+          mask: Optional[Mapping[str, jnp.ndarray]] = None, train: bool = False):
+  """Logits [N, classes] for images [N, H, W, C]; with ``train`` also the new batch_stats."""
+  if train:
+    logits, state = model.apply(variables, images, mask, True, mutable=["batch_stats"])
+    return logits, state.get("batch_stats", {})
+  return model.apply(variables, images, mask, False)

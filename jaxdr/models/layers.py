@@ -1,0 +1,146 @@
+"""Building blocks shared by every model: gated conv / dense units and stream gates.
+
+Every unit knows where its input channels come from (``src``: the key of the gate
+point that produced them, ``None`` for the image) and which gate point its output
+flows through (its own key when it gates itself, else ``dst``). `jaxdr.models.describe`
+records these by intercepting the calls, which is all cost accounting and channel
+surgery need to know about an architecture.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdr import masks
+
+ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
+CONV_IMPLS = ("xla", "im2col", "auto")
+# XLA's CPU convolution is pathologically slow on small maps with many channels
+# (shared/STACK.md); at or below this many output pixels 'auto' uses im2col + matmul.
+AUTO_IM2COL_MAX_PIXELS = 64
+
+
+def path_key(path) -> str:
+  return "/".join(path)
+
+
+def child_key(module: nn.Module, name: str) -> str:
+  """Mask key of the submodule ``name`` of ``module`` (call inside a compact method)."""
+  return path_key(tuple(module.scope.path) + (name,))
+
+
+def _im2col_conv(x, kernel, stride, padding):
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  ho = (h + 2 * padding - kh) // stride + 1
+  wo = (w + 2 * padding - kw) // stride + 1
+  if (kh, kw, stride, padding) == (1, 1, 1, 0):
+    return jnp.dot(x, kernel.reshape(cin, cout))
+  xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  cols = [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+          for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(cols, axis=-1)  # [N, Ho, Wo, kh*kw*Cin], (kh, kw, Cin)-major
+  return jnp.dot(patches, kernel.reshape(kh * kw * cin, cout))
+
+
+def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
+  """NHWC x HWIO convolution with symmetric zero padding; ``impl`` in CONV_IMPLS."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+  if groups == 1 and impl != "xla":
+    kh = kernel.shape[0]
+    pixels = ((x.shape[1] + 2 * padding - kh) // stride + 1) ** 2
+    if impl == "im2col" or (jax.default_backend() == "cpu" and pixels <= AUTO_IM2COL_MAX_PIXELS):
+      return _im2col_conv(x, kernel, stride, padding)
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), [(padding, padding)] * 2,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+class ConvUnit(nn.Module):
+  """conv -> [BN] -> [activation] -> [gate].  x: [N, H, W, Cin] -> [N, H', W', features].
+
+  ``depthwise`` makes a per-channel conv (features == Cin). With ``gate`` the unit is a
+  gate point of channel space ``space`` (default: its own key).
+  """
+  features: int
+  kernel: int = 3
+  stride: int = 1
+  padding: Optional[int] = None  # default kernel // 2
+  depthwise: bool = False
+  use_bias: bool = False
+  use_bn: bool = True
+  act: Optional[str] = "relu"
+  gate: bool = True
+  space: Optional[str] = None
+  conv_impl: str = "auto"
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, x, mask: Optional[Mapping[str, Any]] = None, train: bool = False,
+               src: Optional[str] = None, dst: Optional[str] = None):
+    del src, dst  # recorded by jaxdr.models.describe
+    cin = x.shape[-1]
+    if self.depthwise and self.features != cin:
+      raise ValueError(f"depthwise unit needs features == input channels ({self.features} != {cin})")
+    groups = cin if self.depthwise else 1
+    kernel = self.param("kernel", nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                        (self.kernel, self.kernel, cin // groups, self.features), jnp.float32)
+    pad = self.kernel // 2 if self.padding is None else self.padding
+    y = conv2d(x, kernel, stride=self.stride, padding=pad, groups=groups, impl=self.conv_impl)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    if self.use_bn:
+      y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=1e-5, name="bn")(y)
+    y = ACTIVATIONS[self.act](y)
+    if self.gate:
+      y = masks.apply_gate(y, mask, path_key(self.scope.path))
+    return y
+
+
+class DenseUnit(nn.Module):
+  """[flatten] -> dense -> [activation] -> [gate].  x: [N, ..., Cin] -> [N, features].
+
+  A 4-D input is flattened in (H, W, C) order, so input channel c owns rows c, c+C, ...
+  """
+  features: int
+  act: Optional[str] = None
+  gate: bool = False
+  space: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, mask=None, train: bool = False, src: Optional[str] = None,
+               dst: Optional[str] = None):
+    del train, src, dst
+    x = x.reshape((x.shape[0], -1))
+    y = nn.Dense(self.features, name="dense")(x)
+    y = ACTIVATIONS[self.act](y)
+    if self.gate:
+      y = masks.apply_gate(y, mask, path_key(self.scope.path))
+    return y
+
+
+class Gate(nn.Module):
+  """A parameter-free gate point (e.g. a residual block's output on the stream ``space``)."""
+  space: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, mask=None):
+    return masks.apply_gate(x, mask, path_key(self.scope.path))
+
+
+class Backbone(nn.Module):
+  """Fields every jaxdr model has; ``channels`` overrides widths per channel space."""
+  num_classes: int = 10
+  image_size: int = 32
+  input_channels: int = 3
+  width: float = 1.0
+  conv_impl: str = "auto"
+  channels: tuple = ()  # ((space, width), ...): set by channel surgery
+
+  def width_of(self, space: str, default: float) -> int:
+    return dict(self.channels).get(space, max(1, int(round(default * self.width))))
