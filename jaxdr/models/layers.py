@@ -89,10 +89,8 @@ class ConvUnit(nn.Module):
     groups = cin if self.depthwise else 1
     kernel = self.param("kernel", nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
                         (self.kernel, self.kernel, cin // groups, self.features), jnp.float32)
-    pad = self.kernel // 2 if self.padding is None else self.padding
-    y = conv2d(x, kernel, stride=self.stride, padding=pad, groups=groups, impl=self.conv_impl)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32) if self.use_bias else None
+    y = self.preactivation(x, kernel, bias)
     if self.use_bn:
       y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                        epsilon=1e-5, name="bn")(y)
@@ -100,6 +98,14 @@ class ConvUnit(nn.Module):
     if self.gate:
       y = masks.apply_gate(y, mask, path_key(self.scope.path))
     return y
+
+  def preactivation(self, x, kernel, bias=None):
+    """conv(x, kernel) [+ bias]: its own method so a Flax method interceptor can supply it
+    (CAR scores candidates by handing each its next layer's pre-activation)."""
+    pad = self.kernel // 2 if self.padding is None else self.padding
+    groups = x.shape[-1] if self.depthwise else 1
+    y = conv2d(x, kernel, stride=self.stride, padding=pad, groups=groups, impl=self.conv_impl)
+    return y if bias is None else y + bias
 
 
 class DenseUnit(nn.Module):
