@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdr.models import resnet, vgg
+from jaxdr.models import alexnet, lenet, mobilenet, resnet, vgg
 from jaxdr.models.graph import Graph, Layer, describe  # noqa: F401
 from jaxdr.models.layers import CONV_IMPLS  # noqa: F401
 
@@ -28,6 +28,12 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
                                            stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
     "resnet101": lambda **kw: resnet.ResNet(stage_sizes=(3, 4, 23, 3), stage_widths=(64, 128, 256, 512),
                                             stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
+    "mobilenet_v2": lambda **kw: mobilenet.MobileNetV2(**kw),
+    "mobilenet_v2_1.4": lambda **kw: mobilenet.MobileNetV2(**dict(kw, width=1.4 * kw.get("width", 1.0))),
+    "mobilenet_v2_cifar": lambda **kw: mobilenet.MobileNetV2(stages=mobilenet.CIFAR_STAGES, stem_stride=1,
+                                                             **kw),
+    "lenet5": lambda **kw: lenet.LeNet5(**kw),
+    "alexnet": lambda **kw: alexnet.AlexNet(**kw),
 }
 
 
