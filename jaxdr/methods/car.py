@@ -300,3 +300,162 @@ def _mask_evaluator(model, num_classes, mesh):
     return jax.vmap(one)(stacked)
   return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(), P()),
                                out_specs=P(AXIS), check_vma=False))
+
+
+# ----------------------------------------------------------------------------- greedy compression
+
+
+@dataclasses.dataclass
+class GreedyState:
+  """What an interrupted compression needs to continue: the current 0/1 gates of the layers
+  being compressed and the removal log (one entry per removed filter, in order)."""
+  keys: List[str]
+  masks: Dict[str, List[float]]
+  removed: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  iteration: int = 0
+  reference_accuracy: float = float("nan")
+  done: bool = False
+  stop_reason: str = ""
+
+  def kept(self, key: str) -> int:
+    return int(np.sum(np.asarray(self.masks[key]) > 0))
+
+  def mask(self) -> Dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float32) for k, v in self.masks.items()}
+
+  def order(self, key: str) -> List[int]:
+    """Filters of ``key`` in pruning order: removed ones first, then the kept ones."""
+    gone = [r["filter"] for r in self.removed if r["layer"] == key]
+    return gone + [i for i in range(len(self.masks[key])) if i not in gone]
+
+  def save(self, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+      json.dump(dataclasses.asdict(self), f)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str) -> "GreedyState":
+    with open(path) as f:
+      return cls(**json.load(f))
+
+
+@dataclasses.dataclass(frozen=True)
+class GreedyOptions:
+  """Stopping rules and the paper's speed-ups (0 disables a rule).
+
+  per_iteration: filters removed per iteration (the paper's tweak 1; 1 = Algorithm 1).
+  subset_size: scoring images drawn afresh each iteration (tweak 2; 0 = all).
+  min_kept: never keep fewer filters in a layer (>= 1).
+  target_ratio: stop once original / kept filters (all compressed layers) reaches it.
+  max_relative_drop: stop before the scoring accuracy would fall below
+    (1 - max_relative_drop) x the uncompressed accuracy (the paper's 5% for AlexNet).
+  max_iterations: stop after this many iterations (0: no limit).
+  """
+  per_iteration: int = 1
+  subset_size: int = 0
+  min_kept: int = 1
+  target_ratio: float = 0.0
+  max_relative_drop: float = 0.0
+  max_iterations: int = 0
+  batch_size: int = 1000
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.per_iteration < 1 or self.min_kept < 1:
+      raise ValueError(f"per_iteration and min_kept must be >= 1, got {self.per_iteration}, {self.min_kept}")
+    if not 0.0 <= self.max_relative_drop < 1.0:
+      raise ValueError(f"max_relative_drop must be in [0, 1), got {self.max_relative_drop}")
+
+
+def greedy_compress(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray,
+                    keys: Sequence[str], *, num_classes: int,
+                    options: GreedyOptions = GreedyOptions(), state_path: Optional[str] = None,
+                    base_mask: Optional[Mapping[str, Any]] = None,
+                    mesh: Optional[jax.sharding.Mesh] = None,
+                    log: Callable[[str], None] = print) -> GreedyState:
+  """Algorithm 1: score every remaining filter of ``keys``, remove the least important, repeat.
+
+  One key is the paper's single-layer mode; several keys let their filters compete for
+  removal (multi-layer mode). Ties in CAR are broken by the smaller loss increase. With
+  ``state_path`` the state is saved after every iteration and a rerun continues from it.
+  """
+  graph = models.describe(model)
+  keys = list(keys)
+  for key in keys:
+    if key not in {g.key for g in graph.gates}:
+      raise ValueError(f"unknown gate {key!r}; gate points are {[g.key for g in graph.gates][:8]}")
+  if state_path and os.path.exists(state_path):
+    state = GreedyState.load(state_path)
+    if state.keys != keys:
+      raise ValueError(f"{state_path} compresses {state.keys}, not {keys}: use another workdir")
+    log(f"car: resuming {keys} at iteration {state.iteration} ({len(state.removed)} filters removed)")
+  else:
+    init = dict(base_mask or {})
+    state = GreedyState(keys=keys, masks={
+        k: [float(x) for x in np.asarray(init.get(k, np.ones(graph.gate(k).channels)))] for k in keys})
+  images, labels = np.asarray(images), np.asarray(labels)
+  fixed = {k: np.asarray(v, np.float32) for k, v in dict(base_mask or {}).items() if k not in keys}
+  original = sum(graph.gate(k).channels for k in keys)
+  opt = options
+  while not state.done:
+    if opt.max_iterations and state.iteration >= opt.max_iterations:
+      break
+    idx = np.arange(len(labels))
+    if opt.subset_size and opt.subset_size < len(labels):
+      rng = np.random.default_rng([opt.seed, state.iteration])
+      idx = np.sort(rng.choice(len(labels), opt.subset_size, replace=False))
+    x, y = images[idx], labels[idx]
+    mask = {**fixed, **state.mask()}
+    candidates = []  # (car, loss increase, key, filter, accuracy after)
+    reference = None
+    for key in keys:
+      if state.kept(key) <= opt.min_kept:
+        continue
+      s = score_layer(model, variables, x, y, mask, key, num_classes=num_classes,
+                      batch_size=opt.batch_size, mesh=mesh)
+      car, acc = car_index(s), s.accuracy
+      reference = acc[0]
+      for j in range(1, len(s.removed)):
+        f = int(s.removed[j])
+        if mask[key][f] > 0:
+          candidates.append((float(car[j]), float(s.loss[j] - s.loss[0]) / len(y), key, f, float(acc[j])))
+    if reference is None:
+      state.done, state.stop_reason = True, f"every layer is at min_kept={opt.min_kept}"
+      break
+    if state.iteration == 0 and not np.isfinite(state.reference_accuracy):
+      state.reference_accuracy = float(reference)
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    taken, left = [], {k: state.kept(k) for k in keys}
+    for c in candidates:
+      if len(taken) == opt.per_iteration:
+        break
+      if left[c[2]] > opt.min_kept:
+        taken.append(c)
+        left[c[2]] -= 1
+    floor = (1.0 - opt.max_relative_drop) * state.reference_accuracy
+    if opt.max_relative_drop and taken[0][4] < floor:
+      state.done = True
+      state.stop_reason = (f"removing {taken[0][2]}/{taken[0][3]} would drop the scoring accuracy to "
+                           f"{taken[0][4]:.4f} < {floor:.4f}")
+      log(f"car: stop: {state.stop_reason}")
+      break
+    state.iteration += 1
+    for car, dloss, key, f, acc in taken:
+      state.masks[key][f] = 0.0
+      state.removed.append(dict(iteration=state.iteration, layer=key, filter=f, car=car,
+                                loss_increase=dloss, accuracy=acc))
+    kept_total = sum(state.kept(k) for k in keys)
+    left_txt = ", ".join(f"{k} {state.kept(k)}/{graph.gate(k).channels}" for k in keys)
+    removed_txt = ", ".join(f"{k}/{f} (CAR {c:+.4f})" for c, _, k, f, _ in taken)
+    log(f"car: iteration {state.iteration}: removed {removed_txt}; filters left {left_txt}; "
+        f"accuracy {taken[-1][4]:.4f}")
+    if all(state.kept(k) <= opt.min_kept for k in keys):
+      state.done, state.stop_reason = True, f"every layer is at min_kept={opt.min_kept}"
+    elif opt.target_ratio and original / max(kept_total, 1) >= opt.target_ratio:
+      state.done, state.stop_reason = True, f"compression ratio {original / kept_total:.3f} reached"
+    if state_path:
+      state.save(state_path)
+  if state_path:
+    state.save(state_path)
+  return state
