@@ -1,0 +1,92 @@
+"""Trained models on disk: the model's constructor arguments next to its variables.
+
+    save_model(dir, "vgg16", {"num_classes": 10, "width": 0.25, ...}, variables)
+    model, variables = load_model(dir)
+
+``dir/model.json`` holds ``{"name": ..., "kwargs": {num_classes, image_size,
+input_channels, width, conv_impl, channels}}`` (``channels``: space -> width, what channel
+surgery sets, so a sliced model restores as itself); ``dir/variables`` is an orbax
+StandardCheckpointer directory. Paths may be local or ``gs://`` (etils.epath).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Mapping, Tuple
+
+from etils import epath
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxdr import models
+
+MODEL_FILE = "model.json"
+VARIABLES_DIR = "variables"
+MODEL_KWARGS = ("num_classes", "image_size", "input_channels", "width", "conv_impl", "channels")
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is missing, corrupt or does not match its model."""
+
+
+def _resolve(path) -> epath.Path:
+  """``path`` itself, or the saved model inside a training workdir (``model/``, ``train/model/``)."""
+  path = epath.Path(path)
+  for candidate in (path, path / "model", path / "train" / "model"):
+    if (candidate / MODEL_FILE).exists():
+      return candidate
+  raise CheckpointError(f"no saved model in {path} (expected {MODEL_FILE} there or under "
+                        "model/ or train/model/)")
+
+
+def has_model(path) -> bool:
+  try:
+    _resolve(path)
+    return True
+  except CheckpointError:
+    return False
+
+
+def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
+               variables: Mapping[str, Any]) -> epath.Path:
+  """Writes ``model_name``'s constructor arguments and ``variables`` to ``directory``."""
+  directory = epath.Path(directory)
+  kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name"}
+  unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+  if unknown:
+    raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(MODEL_KWARGS)}")
+  kwargs["channels"] = {str(k): int(v) for k, v in dict(kwargs.get("channels") or {}).items()}
+  models.create(model_name, **kwargs)  # fail here, not at load time, on a bad name/argument
+  directory.mkdir(parents=True, exist_ok=True)
+  variables = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
+  # An empty collection (no BatchNorm: batch_stats {}) is not in models.init's tree: drop it.
+  variables = {k: v for k, v in variables.items() if jax.tree.leaves(v)}
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(directory / VARIABLES_DIR, variables, force=True)
+    ckptr.wait_until_finished()
+  tmp = directory / (MODEL_FILE + ".tmp")
+  tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
+  tmp.rename(directory / MODEL_FILE)  # written last: its presence marks a complete save
+  return directory
+
+
+def load_model(directory) -> Tuple[nn.Module, Dict[str, Any]]:
+  """``(model, variables)`` saved by `save_model` in ``directory`` (or a workdir holding one)."""
+  directory = _resolve(directory)
+  try:
+    spec = json.loads((directory / MODEL_FILE).read_text())
+    name, kwargs = spec["name"], dict(spec["kwargs"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"corrupt {directory / MODEL_FILE}: {e}") from e
+  model = models.create(name, **kwargs)
+  abstract = jax.eval_shape(lambda: models.init(model, jax.random.PRNGKey(0)))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      variables = ckptr.restore(directory / VARIABLES_DIR, abstract)
+  except Exception as e:  # orbax raises many types for unreadable / mismatched files
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise CheckpointError(f"corrupt or mismatched checkpoint {directory / VARIABLES_DIR}: {msg}") from e
+  return model, jax.tree.map(jnp.asarray, dict(variables))
