@@ -267,15 +267,19 @@ def carc_index(scores: Scores) -> np.ndarray:
 
 def evaluate_masks(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray,
                    stacked: Mapping[str, np.ndarray], *, num_classes: int, batch_size: int = 1000,
+                   masks_per_call: int = 16,
                    mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
-  """Accuracy [M] of M masks (``stacked``: gate key -> [M, C]) in one sharded `vmap` per batch."""
+  """Accuracy [M] of M masks (``stacked``: gate key -> [M, C]): ``masks_per_call`` masks at a
+  time are `vmap`-ed and sharded over the devices, for each batch of images."""
   stacked = {k: np.asarray(v, np.float32) for k, v in stacked.items()}
   m = {v.shape[0] for v in stacked.values()}
   if len(m) != 1:
     raise ValueError(f"stacked masks need one leading size, got {sorted(m)}")
   m = m.pop()
   mesh = mesh or candidate_mesh()
-  pad = (-m) % mesh.devices.size
+  n_dev = mesh.devices.size
+  chunk = max(n_dev, -(-min(masks_per_call, m) // n_dev) * n_dev)
+  pad = (-m) % chunk
   stacked = {k: np.concatenate([v, np.ones((pad, v.shape[1]), np.float32)]) for k, v in stacked.items()}
   fn = _mask_evaluator(model, num_classes, mesh)
   images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
@@ -287,8 +291,21 @@ def evaluate_masks(model: nn.Module, variables: PyTree, images: np.ndarray, labe
       k = batch_size - x.shape[0]
       x = np.concatenate([x, np.zeros((k,) + x.shape[1:], x.dtype)])
       y = np.concatenate([y, -np.ones((k,), np.int32)])
-    correct += np.asarray(fn(variables, stacked, x, y))
+    for c in range(0, m + pad, chunk):
+      part = {k: v[c:c + chunk] for k, v in stacked.items()}
+      correct[c:c + chunk] += np.asarray(fn(variables, part, x, y))
   return correct[:m] / images.shape[0]
+
+
+def accuracy(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray,
+             mask: Optional[Mapping[str, Any]], **kw) -> float:
+  """Accuracy of one (possibly empty) mask, through `evaluate_masks`."""
+  mask = dict(mask or {})
+  if not mask:
+    gate = models.describe(model).gates[0]
+    mask = {gate.key: np.ones((gate.channels,), np.float32)}
+  return float(evaluate_masks(model, variables, images, labels,
+                              {k: np.asarray(v)[None] for k, v in mask.items()}, **kw)[0])
 
 
 @functools.lru_cache(maxsize=16)
@@ -459,3 +476,291 @@ def greedy_compress(model: nn.Module, variables: PyTree, images: np.ndarray, lab
   if state_path:
     state.save(state_path)
   return state
+
+
+# ----------------------------------------------------------------------------- CARc tables
+
+
+def carc_table(carc: np.ndarray, car: np.ndarray, class_names: Sequence[str], top: int = 5
+               ) -> List[Dict[str, Any]]:
+  """Per filter: its CAR and the ``top`` classes with the highest / lowest CARc.
+
+  carc: [C, K] (filters x classes, reference row removed); car: [C]."""
+  rows = []
+  for f in range(carc.shape[0]):
+    order = np.argsort(-carc[f], kind="stable")
+    rows.append({"filter": f, "car": float(car[f]),
+                 "top": [{"class": class_names[c], "carc": float(carc[f, c])} for c in order[:top]],
+                 "bottom": [{"class": class_names[c], "carc": float(carc[f, c])}
+                            for c in order[::-1][:top]]})
+  return rows
+
+
+def balanced_indices(labels: np.ndarray, per_class: int, from_end: bool = True) -> np.ndarray:
+  """Indices of ``per_class`` examples of every class (the last ones with ``from_end``)."""
+  labels = np.asarray(labels)
+  out = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    if len(idx) < per_class:
+      raise ValueError(f"class {c} has {len(idx)} examples, fewer than {per_class}")
+    out.append(idx[-per_class:] if from_end else idx[:per_class])
+  return np.sort(np.concatenate(out))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _log(msg: str) -> None:
+  print(msg, flush=True)
+
+
+def curve_grid(channels: int, points: int) -> List[int]:
+  """Kept-filter counts for the curves: every count up to ``points`` filters, else all counts
+  up to half the layer plus evenly spaced ones above."""
+  if points <= 0 or channels <= points:
+    return list(range(1, channels + 1))
+  half = list(range(1, channels // 2 + 1))
+  if len(half) >= points:
+    half = sorted({int(round(v)) for v in np.linspace(1, channels // 2, points)})
+  upper = np.linspace(channels // 2, channels, max(points - len(half), 2) + 1)[1:]
+  return sorted(set(half) | {int(round(v)) for v in upper})
+
+
+def _plot_curves(curves, layers_info, reference, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg", force=False)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from jaxdr import reporting  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(layers_info), figsize=(5.5 * len(layers_info), 4), squeeze=False)
+  style = {"car": ("purple", "CAR"), "car_finetuned": ("blue", "CAR + fine-tuning"),
+           "outgoing": ("black", "outgoing weights"), "incoming": ("green", "incoming weights"),
+           "random": ("red", "random (10x, mean ± std)")}
+  for ax, info in zip(axes[0], layers_info):
+    for name, (color, label) in style.items():
+      pts = curves[info["name"]].get(name) or []
+      if not pts:
+        continue
+      x = [p["kept"] for p in pts]
+      y = [p["accuracy"] for p in pts]
+      if name == "random":
+        ax.errorbar(x, y, yerr=[p["std"] for p in pts], color=color, label=label, capsize=2)
+      else:
+        ax.plot(x, y, color=color, label=label, marker="o" if name == "car_finetuned" else None)
+    ax.axhline(reference, color="red", linestyle="--", label="uncompressed")
+    ax.set_xlabel(f"filters kept in {info['name']} (of {info['filters']})")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7)
+  return reporting.save_figure(fig, path)
+
+
+def _plot_filters(kernel: np.ndarray, order: Sequence[int], car: np.ndarray, path):
+  """First-layer kernels (HWIO) ordered by CAR (most important first), the paper's Fig. 5."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg", force=False)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from jaxdr import reporting  # pylint: disable=g-import-not-at-top
+  n = len(order)
+  cols = min(n, 10)
+  rows = -(-n // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.4 * rows), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  for i, f in enumerate(order):
+    w = kernel[..., f]
+    w = (w - w.min()) / max(w.max() - w.min(), 1e-12)
+    ax = axes.ravel()[i]
+    ax.imshow(w[..., 0] if w.shape[-1] == 1 else w[..., :3], cmap="gray" if w.shape[-1] == 1 else None)
+    ax.set_title(f"#{f}\n{car[f]:+.3f}", fontsize=7)
+  fig.suptitle("first-layer filters by CAR index (most important first)", fontsize=9)
+  return reporting.save_figure(fig, path)
+
+
+def run(config, workdir: str) -> Dict[str, Any]:
+  """Trains (or loads) the model, compresses ``config.car.layers`` with CAR, writes the
+  curves against the baselines, CARc tables and the sliced compressed model."""
+  from jaxdr import checkpoints, costs, data, reporting, surgery, train  # pylint: disable=g-import-not-at-top
+  from jaxdr.methods import car_baselines, finetune  # pylint: disable=g-import-not-at-top
+  cfg = config.car
+  t0 = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  model, variables = train.get_or_train(config, workdir)
+  graph = models.describe(model)
+  keys = list(cfg.layers)
+  gate_keys = [g.key for g in graph.gates]
+  for key in keys:
+    if key not in gate_keys:
+      raise ValueError(f"car.layers: unknown gate {key!r}; the model's gate points are {gate_keys[:10]}")
+  if cfg.mode not in ("single", "multi"):
+    raise ValueError(f"car.mode must be 'single' or 'multi', got {cfg.mode!r}")
+  ds = config.dataset
+  info = data.info(ds.name)
+  k = int(ds.num_classes)
+  data_dir = ds.get("data_dir", "") or None
+  train_x, train_y = data.as_arrays(ds.name, info.train_split, data_dir, int(ds.image_size),
+                                    limit=cfg.get("train_examples", 0) or None)
+  test_x, test_y = data.as_arrays(ds.name, "test", data_dir, int(ds.image_size),
+                                  limit=cfg.get("eval_examples", 0) or None)
+  # The scoring split: a class-balanced set from the end of the train split (never the test
+  # split); balance makes CAR the mean of CARc over classes.
+  score_idx = balanced_indices(train_y, int(cfg.score_examples) // k)
+  score_x, score_y = train_x[score_idx], train_y[score_idx]
+  rest = np.setdiff1d(np.arange(len(train_y)), score_idx)
+  ft_x, ft_y = train_x[rest], train_y[rest]
+  mesh = candidate_mesh()
+  _log(f"car: {config.model.name} on {ds.name}: compressing {keys} ({cfg.mode}-layer), scoring on "
+       f"{len(score_y)} train images over {mesh.devices.size} device(s), testing on {len(test_y)}")
+  reference = accuracy(model, variables, test_x, test_y, None, num_classes=k,
+                       batch_size=int(cfg.eval_batch_size), mesh=mesh)
+  _log(f"car: uncompressed test accuracy {reference:.4f}")
+  options = GreedyOptions(per_iteration=int(cfg.per_iteration), subset_size=int(cfg.subset_size),
+                          min_kept=int(cfg.min_kept), target_ratio=float(cfg.target_ratio),
+                          max_relative_drop=float(cfg.max_relative_drop),
+                          batch_size=int(cfg.score_batch_size), seed=int(config.seed))
+  groups = [[k_] for k_ in keys] if cfg.mode == "single" else [keys]
+  states: Dict[str, GreedyState] = {}
+  for group in groups:
+    name = "+".join(group).replace("/", "_")
+    state = greedy_compress(model, variables, score_x, score_y, group, num_classes=k, options=options,
+                            state_path=os.path.join(workdir, f"car_state_{name}.json"),
+                            mesh=mesh, log=_log)
+    for key in group:
+      states[key] = state
+
+  # CAR / CARc of every filter of the uncompressed network (the first greedy iteration).
+  carc_out, car_full = {}, {}
+  for key in keys:
+    s = score_layer(model, variables, score_x, score_y, {}, key, num_classes=k,
+                    batch_size=int(cfg.score_batch_size), mesh=mesh)
+    car_full[key] = car_index(s)[1:]
+    carc_out[key] = carc_table(carc_index(s)[1:], car_full[key], info.class_names, int(cfg.carc_top))
+
+  curves: Dict[str, Dict[str, list]] = {}
+  layers_info = []
+  acceptance = {}
+  ft_opts = finetune.FinetuneOptions(steps=int(cfg.finetune.steps), batch_size=int(cfg.finetune.batch_size),
+                                     default_lr=float(cfg.finetune.lr_other),
+                                     momentum=float(cfg.finetune.momentum), seed=int(config.seed))
+  for key in keys:
+    channels = graph.gate(key).channels
+    layers_info.append({"name": key, "filters": channels})
+    grid = curve_grid(channels, int(cfg.curve_points))
+    orders = {"car": states[key].order(key),
+              "incoming": car_baselines.order_by(car_baselines.incoming_importance(model, variables, key)),
+              "outgoing": car_baselines.order_by(car_baselines.outgoing_importance(model, variables, key))}
+    rand = car_baselines.random_orders(channels, int(cfg.random_repeats), int(config.seed))
+    stacked = [car_baselines.masks_along(o, grid) for o in orders.values()]
+    stacked += [car_baselines.masks_along(o, grid) for o in rand]
+    # With multi-layer mode the CAR order of one layer is read with the other layers intact.
+    acc = evaluate_masks(model, variables, test_x, test_y, {key: np.concatenate(stacked)},
+                         num_classes=k, batch_size=int(cfg.eval_batch_size),
+                         masks_per_call=int(cfg.masks_per_call), mesh=mesh)
+    acc = acc.reshape(len(stacked), len(grid))
+    curve = {name: [{"kept": n, "accuracy": float(a)} for n, a in zip(grid, acc[i])]
+             for i, name in enumerate(orders)}
+    r = acc[len(orders):]
+    curve["random"] = [{"kept": n, "accuracy": float(m), "std": float(s)}
+                       for n, m, s in zip(grid, r.mean(0), r.std(0))]
+    curve["car_finetuned"] = []
+    if cfg.finetune.enabled:
+      ft_grid = curve_grid(channels, int(cfg.finetune.points))
+      rates = finetune.car_layer_rates(model, key, float(cfg.finetune.lr_compressed),
+                                       float(cfg.finetune.lr_next))
+      for n in ft_grid:
+        mask = {key: car_baselines.masks_along(orders["car"], [n])[0]}
+        tuned = finetune.finetune(model, variables, ft_x, ft_y, mask, rates, ft_opts, log=_log)
+        a = float(evaluate_masks(model, tuned, test_x, test_y, {key: mask[key][None]}, num_classes=k,
+                                 batch_size=int(cfg.eval_batch_size), mesh=mesh)[0])
+        curve["car_finetuned"].append({"kept": n, "accuracy": a})
+        _log(f"car: {key} kept {n}: fine-tuned test accuracy {a:.4f}")
+    curves[key] = curve
+    half = [i for i, n in enumerate(grid) if n <= channels // 2]
+    means = {name: float(np.mean([curve[name][i]["accuracy"] for i in half]))
+             for name in ("car", "incoming", "outgoing", "random")}
+    acceptance[key] = {**{f"mean_accuracy_{n}": v for n, v in means.items()},
+                       "kept_counts": [grid[i] for i in half],
+                       "car_ge_weight_baselines": means["car"] >= max(means["incoming"], means["outgoing"]),
+                       "car_gt_random": means["car"] > means["random"]}
+    _log(f"car: {key}: mean test accuracy over kept <= {channels // 2}: " +
+         ", ".join(f"{n} {v:.4f}" for n, v in means.items()))
+
+  # The compressed model: each layer cut to the fewest filters whose greedy scoring accuracy
+  # stays within car.final_relative_drop of the uncompressed one, then sliced physically.
+  final_mask = {}
+  for key in keys:
+    st = states[key]
+    floor = (1.0 - float(cfg.final_relative_drop)) * st.reference_accuracy
+    gone = [r for r in st.removed if r["layer"] == key]
+    n_ok = 0
+    for i, r in enumerate(gone):
+      if r["accuracy"] >= floor:
+        n_ok = i + 1
+      else:
+        break
+    m = np.ones(graph.gate(key).channels, np.float32)
+    m[[r["filter"] for r in gone[:n_ok]]] = 0.0
+    final_mask[key] = m
+  final_acc = float(evaluate_masks(model, variables, test_x, test_y,
+                                   {kk: v[None] for kk, v in final_mask.items()}, num_classes=k,
+                                   batch_size=int(cfg.eval_batch_size), mesh=mesh)[0])
+  small, small_vars, rest_mask = surgery.slice_model(model, variables, final_mask)
+  small_acc = accuracy(small, small_vars, test_x, test_y, rest_mask, num_classes=k,
+                       batch_size=int(cfg.eval_batch_size), mesh=mesh)
+  checkpoints.save_model(os.path.join(workdir, "compressed"), config.model.name,
+                         {**train.model_kwargs(config), "channels": dict(small.channels)}, small_vars)
+  before, after = costs.count(model), costs.count(small)
+  n_before, n_after = costs.param_count(variables), costs.param_count(small_vars)
+  compressed = {"kept": {kk: int(v.sum()) for kk, v in final_mask.items()},
+                "test_accuracy_masked": final_acc, "test_accuracy_sliced": small_acc,
+                "params": int(after.params), "params_uncompressed": int(before.params),
+                "macs": int(after.macs), "macs_uncompressed": int(before.macs),
+                "flops": 2 * int(after.macs), "flops_uncompressed": 2 * int(before.macs),
+                "storage_bytes": 4 * int(n_after), "storage_bytes_uncompressed": 4 * int(n_before),
+                "saved_to": "compressed/"}
+  _log(f"car: compressed model {compressed['kept']}: test accuracy {small_acc:.4f}, params "
+       f"{before.params} -> {after.params}, MACs {before.macs} -> {after.macs}")
+
+  figures = ["car_curves.png"]
+  _plot_curves(curves, layers_info, reference, os.path.join(workdir, "car_curves.png"))
+  first = graph.layers[0]
+  if first.kind == "conv" and first.dst in car_full:
+    kern = np.asarray(car_baselines._kernel(variables, first))  # pylint: disable=protected-access
+    order = np.argsort(-car_full[first.dst], kind="stable")
+    _plot_filters(kern, order, car_full[first.dst], os.path.join(workdir, "car_filters.png"))
+    figures.append("car_filters.png")
+
+  results = {"test_accuracy": reference, "curves": curves, "layers": layers_info,
+             "acceptance": acceptance,
+             "greedy": {kk: {"order": states[kk].order(kk), "removed": [r for r in states[kk].removed
+                                                                      if r["layer"] == kk],
+                             "reference_scoring_accuracy": states[kk].reference_accuracy,
+                             "stop_reason": states[kk].stop_reason} for kk in keys},
+             "car_index": {kk: [float(v) for v in car_full[kk]] for kk in keys},
+             "carc": carc_out, "compressed": compressed,
+             "scoring_examples": int(len(score_y)), "test_examples": int(len(test_y)),
+             "num_devices": int(mesh.devices.size), "time_s": time.time() - t0}
+  reporting.write_results(workdir, results, config, method="car")
+  sections = []
+  rows = []
+  for kk in keys:
+    for p_car, p_in, p_out, p_rand in zip(*(curves[kk][n] for n in ("car", "incoming", "outgoing", "random"))):
+      rows.append({"layer": kk, "kept": p_car["kept"], "CAR": p_car["accuracy"], "incoming": p_in["accuracy"],
+                   "outgoing": p_out["accuracy"], "random": f"{p_rand['accuracy']:.4f} ± {p_rand['std']:.4f}"})
+  sections.append(("Test accuracy vs filters kept (Fig. 2)", reporting.markdown_table(rows)))
+  ft_rows = [{"layer": kk, **p} for kk in keys for p in curves[kk]["car_finetuned"]]
+  if ft_rows:
+    sections.append(("CAR + fine-tuning", reporting.markdown_table(ft_rows)))
+  acc_rows = [{"layer": kk, **{n: v for n, v in a.items() if n != "kept_counts"}} for kk, a in acceptance.items()]
+  sections.append(("Mean test accuracy, kept <= half the layer", reporting.markdown_table(acc_rows)))
+  for kk in keys:
+    carc_rows = [{"filter": r["filter"], "CAR": r["car"],
+                  "top-5 classes (CARc)": ", ".join(f"{c['class']} {c['carc']:+.3f}" for c in r["top"]),
+                  "bottom-5 classes (CARc)": ", ".join(f"{c['class']} {c['carc']:+.3f}" for c in r["bottom"])}
+                 for r in carc_out[kk]]
+    sections.append((f"CARc: {kk}", reporting.markdown_table(carc_rows)))
+  sections.append(("Compressed model (sliced)", reporting.markdown_table(
+      [{"": n, **{kk: v for kk, v in compressed.items() if kk != "kept"}} for n in ["values"]])))
+  reporting.write_report(workdir, f"CAR compression of {config.model.name} on {ds.name}",
+                         {"test_accuracy": reference, "time_s": results["time_s"]}, config,
+                         sections=sections, figures=figures)
+  return results
