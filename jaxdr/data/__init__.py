@@ -11,4 +11,4 @@ for cifar100; + ``'mask'`` float32 [B] on eval batches, 0 on padding). See ``pip
 from jaxdr.data.datasets import DatasetInfo, DatasetNotFoundError, info, names  # noqa: F401
 from jaxdr.data.pipelines import as_arrays, iterator, num_examples  # noqa: F401
 from jaxdr.data.sources import data_dir  # noqa: F401
-from jaxdr.data.superclasses import class_to_superclass, superclasses  # noqa: F401
+from jaxdr.data.superclass_maps import class_to_superclass, superclasses  # noqa: F401

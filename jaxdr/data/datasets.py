@@ -64,8 +64,8 @@ class DatasetInfo:
 
 
 def _imagenet_class_names() -> Tuple[str, ...]:
-  from jaxdr.data import superclasses  # the class names live beside the superclass map
-  return superclasses.imagenet_class_names()
+  from jaxdr.data import superclass_maps  # the names live beside the superclass map
+  return superclass_maps.imagenet_class_names()
 
 
 _DATASETS: Dict[str, DatasetInfo] = {
