@@ -1,0 +1,180 @@
+"""CDRP: per-image control gates fitted by self-distillation (DRNet section 3.1, Wang et al.).
+
+Every gate point of a frozen network (eval mode) gets a gate vector ``lambda`` per image,
+initialised to 1 and fitted for ``steps`` steps of SGD with momentum on
+
+    KL(f(x) || f(x; lambda)) + gamma * ||lambda||_1,
+
+clipping the gates to ``[clip_min, clip_max]`` after each step. If the gated network's
+top-1 prediction no longer equals the original one, the image's gates become all ones
+(``on_top1_change='reset'``) or the lowest-loss gates among the steps whose top-1 was
+unchanged (``'best'``, as the CDRP authors' code does; the all-ones start always
+qualifies, with loss ``gamma * num_channels``).
+
+The whole batch is fitted at once: the per-example step is ``vmap``ed and the loop over
+steps runs inside one ``jit`` (``loop='scan'`` with ``unroll``, or ``'fori'``), or, with
+``loop='python'``, as a jitted step driven from Python. Examples never interact (eval
+mode, per-example loss), so each image's gates equal fitting that image alone.
+
+    fit = cdrp.make_fitter(model, cdrp.Options())
+    gates, info = fit(variables, images)      # gates: {gate_key: [B, C]}
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdr import models
+
+LOOPS = ("scan", "fori", "python")
+ON_TOP1_CHANGE = ("reset", "best")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """CDRP hyper-parameters (DRNet / CDRP defaults); ``loop``/``unroll`` only change speed."""
+  steps: int = 30
+  learning_rate: float = 0.1
+  momentum: float = 0.9
+  gamma: float = 0.05
+  clip_min: float = 0.0
+  clip_max: float = 10.0
+  on_top1_change: str = "reset"
+  loop: str = "scan"
+  unroll: int = 1
+
+  def __post_init__(self):
+    if self.steps < 0:
+      raise ValueError(f"cdrp steps must be >= 0, got {self.steps}")
+    if self.loop not in LOOPS:
+      raise ValueError(f"cdrp loop must be one of {LOOPS}, got {self.loop!r}")
+    if self.on_top1_change not in ON_TOP1_CHANGE:
+      raise ValueError(f"cdrp on_top1_change must be one of {ON_TOP1_CHANGE}, got {self.on_top1_change!r}")
+    if self.unroll < 1:
+      raise ValueError(f"cdrp unroll must be >= 1, got {self.unroll}")
+    if not self.clip_min <= self.clip_max:
+      raise ValueError(f"cdrp needs clip_min <= clip_max, got [{self.clip_min}, {self.clip_max}]")
+
+  @classmethod
+  def from_config(cls, section: Mapping[str, Any]) -> "Options":
+    """Reads the fields of a ``drnet`` config section (unknown keys are ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: section[k] for k in names if k in section})
+
+
+@dataclasses.dataclass
+class _State:
+  """Per-example optimisation state (a pytree; every leaf gets a leading batch axis)."""
+  gates: Dict[str, jnp.ndarray]
+  opt_state: Any
+  best_gates: Dict[str, jnp.ndarray]
+  best_loss: jnp.ndarray
+
+
+jax.tree_util.register_dataclass(_State, data_fields=["gates", "opt_state", "best_gates", "best_loss"],
+                                 meta_fields=[])
+
+
+def _optimizer(options: Options) -> optax.GradientTransformation:
+  return optax.sgd(options.learning_rate, momentum=options.momentum or None)
+
+
+def _loss_fn(model, variables, options: Options):
+  """Per-example loss(gates, image [H, W, C], target_logp [K]) -> (loss, logits [K])."""
+  def loss(gates, image, target_logp):
+    logits = models.apply(model, variables, image[None], gates)[0]
+    logp = jax.nn.log_softmax(logits)
+    kl = jnp.sum(jnp.exp(target_logp) * (target_logp - logp))
+    l1 = sum(jnp.sum(jnp.abs(g)) for g in jax.tree_util.tree_leaves(gates))
+    return kl + options.gamma * l1, logits
+  return loss
+
+
+def make_fitter(model, options: Options = Options()) -> Callable:
+  """Returns ``fit(variables, images [B, H, W, C]) -> (gates {key: [B, C]}, info)``.
+
+  ``info``: ``loss`` [B] (loss of the returned gates' last evaluation), ``changed`` [B]
+  (the final gates changed top-1, so the fallback was used), ``target`` [B] (original top-1).
+  """
+  graph = models.describe(model)
+  tx = _optimizer(options)
+
+  def init_one(variables, image, target_logp):
+    del variables, image, target_logp
+    gates = {g.key: jnp.ones((g.channels,), jnp.float32) for g in graph.gates}
+    n = sum(g.channels for g in graph.gates)
+    return _State(gates=gates, opt_state=tx.init(gates), best_gates=gates,
+                  best_loss=jnp.asarray(options.gamma * n, jnp.float32))
+
+  def step_one(variables, state: _State, image, target_logp):
+    (value, logits), grads = jax.value_and_grad(_loss_fn(model, variables, options), has_aux=True)(
+        state.gates, image, target_logp)
+    unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
+    better = unchanged & (value < state.best_loss)
+    best_gates = jax.tree_util.tree_map(lambda g, b: jnp.where(better, g, b), state.gates, state.best_gates)
+    best_loss = jnp.where(better, value, state.best_loss)
+    updates, opt_state = tx.update(grads, state.opt_state, state.gates)
+    gates = optax.apply_updates(state.gates, updates)
+    gates = jax.tree_util.tree_map(lambda g: jnp.clip(g, options.clip_min, options.clip_max), gates)
+    return _State(gates=gates, opt_state=opt_state, best_gates=best_gates, best_loss=best_loss)
+
+  def finish_one(variables, state: _State, image, target_logp):
+    value, logits = _loss_fn(model, variables, options)(state.gates, image, target_logp)
+    unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
+    if options.on_top1_change == "best":
+      better = unchanged & (value < state.best_loss)
+      fallback = state.best_gates
+      value = jnp.where(better, value, state.best_loss)
+      use = better
+    else:
+      fallback = jax.tree_util.tree_map(jnp.ones_like, state.gates)
+      use = unchanged
+      value = jnp.where(unchanged, value, options.gamma * sum(g.channels for g in graph.gates))
+    gates = jax.tree_util.tree_map(lambda g, f: jnp.where(use, g, f), state.gates, fallback)
+    return gates, dict(loss=value, changed=~unchanged)
+
+  batch = lambda f: jax.vmap(f, in_axes=(None, 0, 0, 0))  # noqa: E731
+  init_b = jax.vmap(init_one, in_axes=(None, 0, 0))
+  step_b, finish_b = batch(step_one), batch(finish_one)
+
+  def targets(variables, images):
+    return jax.nn.log_softmax(models.apply(model, variables, images))
+
+  if options.loop == "python":
+    start = jax.jit(lambda v, x: (lambda t: (init_b(v, x, t), t))(targets(v, x)))
+    step = jax.jit(step_b, donate_argnums=(1,))
+    finish = jax.jit(finish_b)
+
+    def fit(variables, images):
+      state, target_logp = start(variables, images)
+      for _ in range(options.steps):
+        state = step(variables, state, images, target_logp)
+      gates, info = finish(variables, state, images, target_logp)
+      info["target"] = jnp.argmax(target_logp, -1)
+      return gates, info
+    return fit
+
+  @jax.jit
+  def fit_jit(variables, images):
+    target_logp = targets(variables, images)
+    state = init_b(variables, images, target_logp)
+    body = lambda s: step_b(variables, s, images, target_logp)  # noqa: E731
+    if options.loop == "scan":
+      state, _ = jax.lax.scan(lambda s, _: (body(s), None), state, None, length=options.steps,
+                              unroll=min(options.unroll, max(options.steps, 1)))
+    else:
+      state = jax.lax.fori_loop(0, options.steps, lambda i, s: body(s), state)
+    gates, info = finish_b(variables, state, images, target_logp)
+    info["target"] = jnp.argmax(target_logp, -1)
+    return gates, info
+
+  return fit_jit
+
+
+def fit_gates(model, variables, images, options: Options = Options()) -> Tuple[Dict[str, jnp.ndarray], dict]:
+  """One-shot convenience: ``make_fitter(model, options)(variables, images)``."""
+  return make_fitter(model, options)(variables, images)
