@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Tuple
 
-from jaxdr.data import fashion_mnist_builder
+from jaxdr.data import fashion_mnist_builder, superclass_maps
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck")
@@ -63,11 +63,6 @@ class DatasetInfo:
   extra_labels: Tuple[str, ...] = ()  # further int label features kept, e.g. 'coarse_label'
 
 
-def _imagenet_class_names() -> Tuple[str, ...]:
-  from jaxdr.data import superclass_maps  # the names live beside the superclass map
-  return superclass_maps.imagenet_class_names()
-
-
 _DATASETS: Dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         name="mnist", num_classes=10, image_size=28, channels=1, train_split="train",
@@ -106,6 +101,6 @@ def info(name: str) -> DatasetInfo:
   if name not in _DATASETS:
     raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
   result = _DATASETS[name]
-  if name == "imagenet2012":  # 1000 names, read from the superclass map's data file
-    result = dataclasses.replace(result, class_names=_imagenet_class_names())
+  if name == "imagenet2012":  # 1000 names, kept in the superclass map's data file
+    result = dataclasses.replace(result, class_names=superclass_maps.imagenet_class_names())
   return result

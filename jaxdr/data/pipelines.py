@@ -202,19 +202,23 @@ def _tf_dataset(ds: DatasetInfo, split: str, local_batch: int, *, train: bool, s
 def _streamed(ds: DatasetInfo, split: str, local_batch: int, *, train: bool, seed: int,
               directory: str, image_size: int, process_index: int, process_count: int,
               repeat: bool) -> Iterator[Batch]:
+  """Builds the tf.data pipeline now (so a missing dataset raises here) and iterates it lazily."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder, data = _tf_dataset(ds, split, local_batch, train=train, seed=seed, directory=directory,
                               image_size=image_size, process_index=process_index,
                               process_count=process_count, repeat=repeat and train)
   if train:
-    yield from tfds.as_numpy(data)
-    return
-  n = builder.info.splits[split].num_examples
-  num_batches = _eval_num_batches(n, local_batch, process_count)
-  while True:
-    yield from _pad(iter(tfds.as_numpy(data)), local_batch, num_batches)
-    if not repeat:
-      return
+    return iter(tfds.as_numpy(data))
+  num_batches = _eval_num_batches(builder.info.splits[split].num_examples, local_batch,
+                                  process_count)
+
+  def passes():
+    while True:
+      yield from _pad(iter(tfds.as_numpy(data)), local_batch, num_batches)
+      if not repeat:
+        return
+
+  return passes()
 
 
 # ----------------------------------------------------------------------------- public API
