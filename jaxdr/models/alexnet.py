@@ -41,7 +41,7 @@ class AlexNet(layers.Backbone):
   61,100,840 params for 1000 classes, at any image size (the adaptive pool fixes fc1's
   input at 6*6*256). Dropout acts only when ``train=True`` and a 'dropout' rng is given
   (``model.apply(..., rngs={'dropout': key})``); otherwise it is skipped, so the model
-  stays a pure function of its inputs.
+  stays a pure function of its inputs. ``width`` scales the fc layers too.
   """
   hidden: int = 4096
   dropout: float = 0.5
@@ -62,7 +62,8 @@ class AlexNet(layers.Backbone):
     x = adaptive_avg_pool(x, self.pool_size)
     deterministic = not (train and self.has_rng("dropout"))
     x = nn.Dropout(self.dropout, deterministic=deterministic)(x)  # [N, 6, 6, C]: fc1 flattens
-    x = layers.DenseUnit(self.hidden, act="relu", name="fc1")(x, src=src)
+    hidden = max(1, int(round(self.hidden * self.width)))  # not gate points: width only
+    x = layers.DenseUnit(hidden, act="relu", name="fc1")(x, src=src)
     x = nn.Dropout(self.dropout, deterministic=deterministic)(x)
-    x = layers.DenseUnit(self.hidden, act="relu", name="fc2")(x)
+    x = layers.DenseUnit(hidden, act="relu", name="fc2")(x)
     return layers.DenseUnit(self.num_classes, name="fc3")(x)

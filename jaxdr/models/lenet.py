@@ -12,6 +12,7 @@ class LeNet5(layers.Backbone):
   Faithful to Caffe's lenet_train_test.prototxt: unpadded convs with bias, no BN and no
   activation after the convs (only after fc1). 431,080 params for 28x28x1 and 10 classes.
   Gate points: ``conv1``, ``conv2`` (the layers CAR prunes). Pools round up, like Caffe's.
+  ``width`` scales fc1 too.
   """
   conv_widths: tuple = (20, 50)
   hidden: int = 500
@@ -27,5 +28,6 @@ class LeNet5(layers.Backbone):
                               x, mask, train, src=src)
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
       src = key
-    x = layers.DenseUnit(self.hidden, act="relu", name="fc1")(x, src=src)
+    hidden = max(1, int(round(self.hidden * self.width)))  # not a gate point: width only
+    x = layers.DenseUnit(hidden, act="relu", name="fc1")(x, src=src)
     return layers.DenseUnit(self.num_classes, name="fc2")(x)

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny models with random (non-trivial) variables, built without compiling init.
+
+`jax.eval_shape` gives the variable shapes; numpy fills them (He-scaled kernels, non-zero
+biases and BN statistics), so tests exercise every parameter and cost no init compile.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdr import models
+
+# One tiny configuration per architecture family (widths of a few channels).
+TINY = {
+    "vgg16": dict(width=1 / 16),
+    "resnet20": dict(width=0.25),
+    "resnet50": dict(width=1 / 16),
+    "mobilenet_v2": dict(width=0.25),
+    "lenet5": dict(width=0.2),
+    "alexnet": dict(width=1 / 16),
+}
+
+
+def _random_leaf(path, leaf, rng):
+  name = path[-1].key
+  shape = leaf.shape
+  if name == "kernel":
+    return rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
+  if name == "scale":
+    return rng.uniform(0.5, 1.5, shape)
+  if name == "var":
+    return rng.uniform(0.5, 1.5, shape)
+  return rng.normal(0.0, 0.1, shape)  # bias, BN bias, BN mean
+
+
+def random_variables(model, seed=0):
+  """Variables of ``model`` filled with seeded random values (float32)."""
+  x = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda p, l: jnp.asarray(_random_leaf(p, l, rng), jnp.float32), dict(shapes))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+  """``tiny(name, **create_kwargs) -> (model, variables)``, cached; 28x28x1, 10 classes by default."""
+  cache = {}
+
+  def build(name, **kw):
+    kw = {**dict(image_size=28, input_channels=1, num_classes=10), **TINY.get(name, {}), **kw}
+    key = (name, tuple(sorted(kw.items())))
+    if key not in cache:
+      model = models.create(name, **kw)
+      cache[key] = model, random_variables(model)
+    return cache[key]
+
+  return build
+
+
+@pytest.fixture(scope="session")
+def images():
+  """``images(n, size=28, channels=1)``: seeded standard-normal NHWC batch."""
+  def make(n, size=28, channels=1, seed=1):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, size, size, channels), jnp.float32)
+  return make

@@ -1,0 +1,209 @@
+"""The model zoo: exact parameter counts, shapes on every input size, conv impls agree,
+and what `describe()` reports for MobileNetV2 / LeNet-5 / AlexNet."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdr.models import alexnet, layers, mobilenet
+from jaxdr import models
+
+IMAGENET = dict(num_classes=1000, image_size=224, input_channels=3)
+CIFAR10 = dict(num_classes=10, image_size=32, input_channels=3)
+
+
+def _variable_shapes(model):
+  x = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
+  return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
+
+
+def _num_params(model):
+  return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(_variable_shapes(model)["params"]))
+
+
+@pytest.mark.parametrize("name,kw,expected", [
+    ("vgg16", CIFAR10, 14_728_266),            # DRNet Table 1: 14.73M
+    ("resnet18", CIFAR10, 11_173_962),
+    ("resnet20", CIFAR10, 272_474),            # He et al. 0.27M (option A); ours: B projections
+    ("resnet56", CIFAR10, 855_770),            # 0.85M
+    ("resnet110", CIFAR10, 1_730_714),         # 1.7M
+    ("resnet50", IMAGENET, 25_557_032),        # torchvision
+    ("resnet101", IMAGENET, 44_549_160),       # torchvision
+    ("mobilenet_v2", IMAGENET, 3_504_872),     # torchvision
+    ("mobilenet_v2_1.4", IMAGENET, 6_108_776),  # torchvision rounding (paper: 6.06M)
+    ("mobilenet_v2_cifar", CIFAR10, 2_236_682),
+    ("alexnet", IMAGENET, 61_100_840),         # torchvision
+    ("lenet5", dict(num_classes=10, image_size=28, input_channels=1), 431_080),  # Caffe
+])
+def test_param_counts(name, kw, expected):
+  assert _num_params(models.create(name, **kw)) == expected
+
+
+def test_alexnet_params_do_not_depend_on_image_size():
+  """The adaptive pool fixes fc1 at 6*6*256 inputs, so the count is the same at 28x28x1 (less conv1)."""
+  small = _num_params(models.create("alexnet", num_classes=1000, image_size=28, input_channels=1))
+  assert small == 61_100_840 - 11 * 11 * 2 * 64
+
+
+@pytest.mark.parametrize("name", sorted(models.names()))
+def test_output_shapes_on_every_input_size(name):
+  """Full-width models trace on 28x28x1, 32x32x3 (and 224 for ImageNet ones), any class count."""
+  sizes = [(28, 1, 7), (32, 3, 100)]
+  if name in ("resnet50", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4", "alexnet"):
+    sizes.append((224, 3, 1000))
+  for size, channels, classes in sizes:
+    model = models.create(name, num_classes=classes, image_size=size, input_channels=channels)
+    shapes = _variable_shapes(model)
+    x = jax.ShapeDtypeStruct((3, size, size, channels), jnp.float32)
+    out = jax.eval_shape(lambda v, x: models.apply(model, v, x), shapes, x)
+    assert out.shape == (3, classes), (name, size)
+
+
+@pytest.mark.parametrize("name", sorted(models.names()))
+def test_every_model_runs_on_28x28x1(name, tiny, images):
+  width = {"resnet18": 1 / 16, "resnet56": 0.25, "resnet110": 0.25, "resnet101": 1 / 16,
+           "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25}
+  model, variables = tiny(name, num_classes=3, **({"width": width[name]} if name in width else {}))
+  logits = models.apply(model, variables, images(2))
+  assert logits.shape == (2, 3)
+  assert np.all(np.isfinite(logits))
+
+
+def test_init_and_train_mode(images):
+  model = models.create("lenet5", image_size=28, input_channels=1, width=0.2)
+  variables = models.init(model, jax.random.PRNGKey(0))
+  logits, state = models.apply(model, variables, images(2), train=True)
+  assert logits.shape == (2, 10) and state == {}
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_v2_cifar"])
+def test_conv_impls_agree(name, tiny, images):
+  """'xla', 'im2col' and 'auto' give the same logits (MobileNetV2's depthwise convs stay on XLA)."""
+  x = images(2, size=32, channels=3)
+  width = {"mobilenet_v2_cifar": 0.25}.get(name, {})
+  outs = []
+  for impl in ("xla", "im2col", "auto"):
+    # Same seed and shapes: the same variables for every impl.
+    model, variables = tiny(name, conv_impl=impl, **CIFAR10, **({"width": width} if width else {}))
+    outs.append(np.asarray(models.apply(model, variables, x)))
+  scale = np.max(np.abs(outs[0]))
+  assert scale > 0
+  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-4 * scale)
+  np.testing.assert_allclose(outs[2], outs[0], rtol=0, atol=1e-4 * scale)
+
+
+def test_make_divisible_matches_torchvision_rounding():
+  assert [mobilenet.make_divisible(v) for v in (32, 22.4, 33.6, 134.4, 1792, 11.2, 4)] == \
+      [32, 24, 32, 136, 1792, 16, 8]
+
+
+def test_mobilenet_v2_describe():
+  graph = models.describe(models.create("mobilenet_v2", **IMAGENET))
+  gates = {g.key: g for g in graph.gates}
+  layers_by_key = {l.key: l for l in graph.layers}
+  # 17 blocks: expand (16 of them) + dw + out each, plus stem and head.
+  assert len(gates) == 17 * 3 - 1 + 2 and len(graph.layers) == 17 * 3 - 1 + 3
+  assert "stage1_block0/expand" not in gates  # t=1: no expand conv
+  dw = layers_by_key["stage1_block0/dw"]
+  assert (dw.src, dw.dst, dw.depthwise, dw.in_channels, dw.out_channels) == ("stem", "stage1_block0/dw", True, 32, 32)
+  for l in graph.layers:
+    if l.path[-1] == "dw":
+      block = l.key.rsplit("/", 1)[0]
+      assert l.depthwise and l.in_channels == l.out_channels and l.dst == l.key
+      if block != "stage1_block0":
+        assert l.src == block + "/expand"
+    if l.path[-1] == "project":
+      assert l.dst == l.key.replace("project", "out") and l.src == l.key.replace("project", "dw")
+  # Identity blocks continue their input's stream; the others open a new one.
+  assert gates["stage3_block0/out"].space == "stage3_block0/out"
+  assert gates["stage3_block1/out"].space == gates["stage3_block2/out"].space == "stage3_block0/out"
+  assert gates["stage3_block0/out"].coupled and not gates["stage7_block0/out"].coupled
+  assert not gates["stage3_block1/expand"].coupled and not gates["stage3_block1/dw"].coupled
+  assert (gates["stem"].channels, gates["head"].channels, gates["stem"].spatial) == (32, 1280, (112, 112))
+  assert layers_by_key["classifier"].src == "head"
+  assert gates["stage7_block0/expand"].channels == 960 and gates["stage7_block0/out"].channels == 320
+
+
+def test_mobilenet_v2_cifar_strides():
+  graph = models.describe(models.create("mobilenet_v2_cifar", **CIFAR10))
+  gates = {g.key: g for g in graph.gates}
+  assert gates["stem"].spatial == (32, 32)
+  assert gates["stage2_block0/out"].spatial == (32, 32)  # stride 1 in the 24-channel stage
+  assert gates["stage3_block0/out"].spatial == (16, 16)
+  assert gates["head"].spatial == (4, 4)
+
+
+def test_mobilenet_v2_channels_override_widths():
+  """Surgery's ``channels`` (space -> width) sets the stream, expand and head widths."""
+  model = models.create("mobilenet_v2", **IMAGENET, channels={
+      "stage3_block0/out": 20, "stage3_block1/expand": 100, "head": 1000, "stem": 16})
+  gates = {g.key: g for g in models.describe(model).gates}
+  assert gates["stage3_block2/out"].channels == 20
+  assert gates["stage3_block1/expand"].channels == gates["stage3_block1/dw"].channels == 100
+  assert gates["head"].channels == 1000
+  assert gates["stage1_block0/dw"].channels == 16  # a depthwise unit follows its input's width
+
+
+def test_mobilenet_v2_1_4_widths():
+  gates = {g.key: g for g in models.describe(models.create("mobilenet_v2_1.4", **IMAGENET)).gates}
+  assert (gates["stem"].channels, gates["stage1_block0/out"].channels, gates["stage2_block0/expand"].channels,
+          gates["stage7_block0/out"].channels, gates["head"].channels) == (48, 24, 144, 448, 1792)
+
+
+def test_mobilenet_v2_linear_bottleneck(tiny, images):
+  """No activation after the residual add or the projection: block outputs go negative
+  (with a ReLU after the add, as in ResNet, they could not)."""
+  model, variables = tiny("mobilenet_v2")
+  outs = {}
+
+  def record(next_fun, args, kwargs, context):
+    y = next_fun(*args, **kwargs)
+    if isinstance(context.module, layers.Gate):
+      outs[layers.path_key(context.module.scope.path)] = y
+    return y
+
+  with nn.intercept_methods(record):
+    models.apply(model, variables, images(2))
+  assert "stage3_block1/out" in outs  # an identity block
+  assert all(float(jnp.min(y)) < 0 for y in outs.values())
+
+
+def test_lenet5_describe():
+  graph = models.describe(models.create("lenet5", num_classes=10, image_size=28, input_channels=1))
+  assert [(g.key, g.channels, g.spatial) for g in graph.gates] == [("conv1", 20, (24, 24)), ("conv2", 50, (8, 8))]
+  assert [(l.key, l.src, l.dst, l.in_channels, l.out_channels, l.in_positions) for l in graph.layers] == [
+      ("conv1", None, "conv1", 1, 20, 1), ("conv2", "conv1", "conv2", 20, 50, 1),
+      ("fc1", "conv2", None, 50, 500, 16), ("fc2", None, None, 500, 10, 1)]
+  assert all(l.use_bias and not l.use_bn for l in graph.layers)
+
+
+def test_alexnet_describe():
+  graph = models.describe(models.create("alexnet", **IMAGENET))
+  assert [(g.key, g.channels, g.spatial) for g in graph.gates] == [
+      ("conv1", 64, (55, 55)), ("conv2", 192, (27, 27)), ("conv3", 384, (13, 13)),
+      ("conv4", 256, (13, 13)), ("conv5", 256, (13, 13))]
+  fc1 = [l for l in graph.layers if l.key == "fc1"][0]
+  assert (fc1.src, fc1.in_channels, fc1.in_positions, fc1.out_channels) == ("conv5", 256, 36, 4096)
+  assert [(l.kernel, l.stride) for l in graph.layers if l.kind == "conv"] == [(11, 4), (5, 1), (3, 1), (3, 1), (3, 1)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 6, 7, 13, 14])
+def test_adaptive_avg_pool_matches_torch(size):
+  torch = pytest.importorskip("torch")
+  x = np.random.default_rng(size).normal(size=(2, size, size + 1, 3)).astype(np.float32)
+  ours = alexnet.adaptive_avg_pool(jnp.asarray(x), 6)
+  ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), 6)
+  np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_alexnet_dropout_only_with_train_and_rng(tiny, images):
+  model, variables = tiny("alexnet")
+  x = images(4)
+  eval_logits = model.apply(variables, x, None, False)
+  no_rng = model.apply(variables, x, None, True)
+  eval_with_rng = model.apply(variables, x, None, False, rngs={"dropout": jax.random.PRNGKey(0)})
+  dropped = model.apply(variables, x, None, True, rngs={"dropout": jax.random.PRNGKey(0)})
+  np.testing.assert_array_equal(no_rng, eval_logits)
+  np.testing.assert_array_equal(eval_with_rng, eval_logits)
+  assert not np.allclose(dropped, eval_logits)
