@@ -3,7 +3,8 @@
 * ``fashion_idx_dir``: four IDX gz files (40 train / 13 test 28x28 images) for the jaxdr builder.
   Image i of a split is filled with the value ``i + 1`` (train) or ``101 + i`` (test), label
   ``i % 10``: a batch's rows can be traced back to their examples even after pad-crop.
-* ``standin_data_dir``: tfds's own ``cifar10``, ``cifar100`` and ``imagenet2012`` builders (their
+* ``standin_data_dir``: tfds's own ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` and
+  ``imagenet2012`` builders (their
   real features, names and versions) with the download replaced by generated examples, prepared
   into one data dir, so the pipelines read real tfds tfrecords.
 """
@@ -15,12 +16,14 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder
 from tensorflow_datasets.image_classification import cifar
+from tensorflow_datasets.image_classification import mnist
 
 from jaxdr.data import superclass_maps
 
 FASHION_SIZES = {"train": 40, "test": 13}
 CIFAR_SIZES = {"train": 40, "test": 13}
 IMAGENET_SIZES = {"train": 24, "validation": 10}
+DIGITS_SIZES = {"train": 20, "test": 7}
 
 
 def write_idx(path, array):
@@ -90,6 +93,29 @@ class StandInCifar100(cifar.Cifar100, skip_registration=True):
     return {split: _cifar_examples(split, 100) for split in CIFAR_SIZES}
 
 
+def _digits_examples(split):
+  """28x28 grey images filled with ``i + 1``, label ``i % 10`` (like the tiny IDX files)."""
+  for i in range(DIGITS_SIZES[split]):
+    yield i, {"image": np.full((28, 28, 1), i + 1, np.uint8), "label": i % 10}
+
+
+class StandInMnist(mnist.MNIST, skip_registration=True):
+  name = "mnist"
+  pkg_dir_path = mnist.MNIST._get_pkg_dir_path()  # pylint: disable=protected-access
+
+  def _split_generators(self, dl_manager):
+    return {split: _digits_examples(split) for split in DIGITS_SIZES}
+
+
+class StandInFashionMnist(mnist.FashionMNIST, skip_registration=True):
+  """tfds's own fashion_mnist, as a user who prepared it online would have it."""
+  name = "fashion_mnist"
+  pkg_dir_path = mnist.FashionMNIST._get_pkg_dir_path()  # pylint: disable=protected-access
+
+  def _split_generators(self, dl_manager):
+    return {split: _digits_examples(split) for split in DIGITS_SIZES}
+
+
 def _imagenet_examples(split):
   rng = np.random.default_rng(2 if split == "train" else 3)
   for i in range(IMAGENET_SIZES[split]):
@@ -111,7 +137,8 @@ class StandInImagenet2012(imagenet2012_dataset_builder.Builder, skip_registratio
 @pytest.fixture(scope="session")
 def standin_data_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("standin_data"))
-  for builder_cls in (StandInCifar10, StandInCifar100, StandInImagenet2012):
+  for builder_cls in (StandInMnist, StandInFashionMnist, StandInCifar10, StandInCifar100,
+                      StandInImagenet2012):
     builder = builder_cls(data_dir=directory)
     assert builder.version == tfds.builder_cls(builder.name).VERSION
     builder.download_and_prepare(
@@ -136,6 +163,7 @@ class Helpers:
   FASHION_SIZES = FASHION_SIZES
   CIFAR_SIZES = CIFAR_SIZES
   IMAGENET_SIZES = IMAGENET_SIZES
+  DIGITS_SIZES = DIGITS_SIZES
   write_idx = staticmethod(write_idx)
   fashion_arrays = staticmethod(fashion_arrays)
   ids_of = staticmethod(ids_of)

@@ -1,5 +1,6 @@
 """iterator() / as_arrays() on the tiny Fashion-MNIST and the CIFAR / ImageNet stand-ins."""
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -224,3 +225,17 @@ def test_missing_dataset_is_one_line(empty_data_dir, name):
     data.iterator(name, "train", 8, train=True, data_dir=empty_data_dir)
   msg = str(e.value)
   assert "\n" not in msg and f"tfds build {name}" in msg and "--config.dataset.data_dir" in msg
+
+
+# ----------------------------------------------------------------------------- MNIST stand-ins
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_official_tfds_mnist_builders_are_read(standin_data_dir, empty_data_dir, helpers, name):
+  """mnist, and fashion_mnist when tfds's own copy is prepared (no IDX files needed then)."""
+  ds = data.info(name)
+  images, labels = data.as_arrays(name, "train", data_dir=standin_data_dir)
+  assert images.shape == (helpers.DIGITS_SIZES["train"], 28, 28, 1)
+  np.testing.assert_array_equal(labels, (helpers.ids_of({"image": images}, ds) - 1) % 10)
+  batches = list(data.iterator(name, "test", 4, train=False, data_dir=standin_data_dir))
+  assert [b["mask"].sum() for b in batches] == [4, 3]
+  assert not (os.path.exists(os.path.join(standin_data_dir, "jaxdr_fashion_mnist")))
