@@ -1,0 +1,66 @@
+"""DRNet on Fashion-MNIST (the default DRNet job): the quickstart model, dissected and reconstructed.
+
+Trains the quickstart model (a 1/8-width VGG-16) first into WORKDIR/train when ``pretrained``
+is empty, computes the CIVs from ``images_per_class`` training images per class with CDRP,
+and evaluates the named sub-tasks plus seeded random 2- and 3-class sub-tasks.
+
+    python -m jaxdr.main --config=configs/drnet_fashion_mnist.py --workdir=/tmp/drnet
+"""
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _sibling(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def drnet_defaults():
+  """The DRNet section: CDRP (paper values), dissection, CCIV and evaluation settings."""
+  d = ml_collections.ConfigDict()
+  d.stage = "all"  # 'all' | 'dissect'
+  # CDRP gate fitting (DRNet section 3.1 / CDRP): loss KL + gamma * L1, SGD with momentum.
+  d.steps = 30
+  d.learning_rate = 0.1
+  d.momentum = 0.9
+  d.gamma = 0.05
+  d.clip_min = 0.0
+  d.clip_max = 10.0
+  d.on_top1_change = "reset"  # 'reset' (to all ones) | 'best' (lowest-loss unchanged-top-1 gates)
+  d.loop = "scan"  # 'scan' | 'fori' | 'python': see benchmarks/results/cdrp_speed.md
+  d.unroll = 1
+  # Dissection: CIV = mean CDRP of images_per_class training images of each class.
+  d.images_per_class = 100
+  d.batch_size = 100  # images fitted at once (vmap)
+  d.save_every = 1  # batches between orbax saves of the partial sums
+  d.train_limit = 0  # 0 = read the whole train split
+  d.class_pool = 0  # > 0: a seeded random pool of that many classes (DRNet's ImageNet setting)
+  # Reconstruction: CCIV.
+  d.combine = "union"  # 'union' | 'xor'
+  d.union_thr = 0.1
+  d.xor_thr = 0.1
+  d.keep_fraction = 0.0  # > 0: choose the threshold keeping this fraction of channels instead
+  d.min_channels = 0  # keep at least this many channels per gate point
+  d.similarity_eps = 0.0  # important channels: CIV > eps (Formula 5)
+  # Evaluation.
+  d.named_subtasks = ()  # tuples of class names (or ids)
+  d.superclass_subtasks = True  # also the dataset's superclasses of >= 2 classes
+  d.random_2class = 20
+  d.random_3class = 10
+  d.physical = True  # also cut each sub-network out with jaxdr.surgery
+  d.eval_batch_size = 500
+  d.test_limit = 0
+  return d
+
+
+def get_config():
+  c = _sibling("quickstart").get_config()
+  c.method = "drnet"
+  d = c.drnet = drnet_defaults()
+  d.named_subtasks = (("T-shirt/top", "Shirt"), ("Trouser", "Bag"), ("Sneaker", "Ankle boot"),
+                      ("Pullover", "Coat", "Shirt"), ("Trouser", "Sandal", "Bag"))
+  return c
