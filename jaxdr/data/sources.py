@@ -78,10 +78,17 @@ def builder(ds: DatasetInfo, path: str | None = None) -> tfds.core.DatasetBuilde
   (prepared on first use from the IDX files in $JAXDR_FASHION_MNIST_DIR or Debian's directory).
   """
   directory = data_dir(path)
-  if (epath.Path(directory) / ds.tfds_name).exists():
+  root = epath.Path(directory) / ds.tfds_name
+  if root.exists():
     official = tfds.builder(ds.tfds_name, data_dir=directory)
     if official.is_prepared():
       return official
+    # Another prepared version (e.g. imagenet2012/5.0.0): read it from its own metadata.
+    versions = sorted((p for p in root.iterdir() if (p / "dataset_info.json").exists()
+                       and (p / "features.json").exists()),
+                      key=lambda p: tuple(int(x) for x in p.name.split(".") if x.isdigit()))
+    if versions:
+      return tfds.builder_from_directory(versions[-1])
   if ds.name == "fashion_mnist":
     return _prepare_fashion_mnist(directory)
   version = tfds.builder_cls(ds.tfds_name).VERSION

@@ -9,7 +9,6 @@
   into one data dir, so the pipelines read real tfds tfrecords.
 """
 import gzip
-import os
 
 import numpy as np
 import pytest

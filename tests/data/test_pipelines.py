@@ -239,3 +239,14 @@ def test_official_tfds_mnist_builders_are_read(standin_data_dir, empty_data_dir,
   batches = list(data.iterator(name, "test", 4, train=False, data_dir=standin_data_dir))
   assert [b["mask"].sum() for b in batches] == [4, 3]
   assert not (os.path.exists(os.path.join(standin_data_dir, "jaxdr_fashion_mnist")))
+
+
+def test_an_older_prepared_version_is_read(standin_data_dir, tmp_path):
+  """A data dir holding cifar10/3.0.1 (not tfds's current 3.0.2) is read from its metadata."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(os.path.join(standin_data_dir, "cifar10", "3.0.2"),
+                  tmp_path / "cifar10" / "3.0.1")
+  images, labels = data.as_arrays("cifar10", "test", data_dir=str(tmp_path))
+  want_images, want_labels = data.as_arrays("cifar10", "test", data_dir=standin_data_dir)
+  np.testing.assert_array_equal(images, want_images)
+  np.testing.assert_array_equal(labels, want_labels)
