@@ -6,7 +6,10 @@
     data.superclasses("cifar100")                        # [(name, [class ids]), ...]
 
 Batches: ``{'image': float32 [B, H, W, C] normalised, 'label': int32 [B]}`` (+ ``'coarse_label'``
-for cifar100; + ``'mask'`` float32 [B] on eval batches, 0 on padding). See ``pipelines``.
+for cifar100; + ``'mask'`` float32 [B] on eval batches, 0 on padding). ``batch_size`` is global:
+each of ``process_count`` processes gets ``B = batch_size // process_count`` rows. See
+``pipelines`` for the contract, ``sources`` for where data comes from (offline only; a missing
+dataset raises :class:`DatasetNotFoundError`, a ``ValueError`` with a one-line how-to).
 """
 from jaxdr.data.datasets import DatasetInfo, DatasetNotFoundError, info, names  # noqa: F401
 from jaxdr.data.pipelines import as_arrays, iterator, num_examples  # noqa: F401
