@@ -29,6 +29,8 @@ flags.DEFINE_multi_string("set", [], "Config override KEY=VALUE, passed as --con
 flags.DEFINE_multi_string("sweep", [], "Sweep axis 'KEY=V1,V2,...'; repeatable: runs the cartesian "
                           "product, one workdir WORKDIR/KEY=V,... per point.")
 flags.DEFINE_string("log", "", "Detach the run with nohup, writing to ~/LOG on every worker.")
+flags.DEFINE_bool("keep", False, "launch.experiment: keep the TPU VM after the runs (default: delete "
+                  "it, also after a failure).")
 flags.DEFINE_bool("dry_run", False, "Print the gcloud commands (one per line, shell-quoted) "
                   "instead of running them.")
 

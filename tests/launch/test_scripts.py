@@ -119,3 +119,34 @@ def test_a_failing_command_stops_the_script(parse_flags, monkeypatch):
   with pytest.raises(SystemExit, match="command failed with exit status 2: gcloud compute"):
     sweep.main(["prog"])
   assert len(ran) == 1  # the second sweep point was not started
+
+
+def test_experiment_runs_every_step_then_deletes(parse_flags, calls):
+  from launch import experiment  # pylint: disable=g-import-not-at-top
+  parse_flags(["--name=pod", "--accelerator_type=v4-32", "--repo=https://example.com/j.git",
+               "--config=configs/quickstart.py", "--workdir=gs://b/s", "--sweep=seed=0,1"])
+  experiment.main(["prog"])
+  tpu = tpu_vm.TPU(name="pod", accelerator_type="v4-32")
+  assert calls == (tpu_vm.create_commands(tpu)
+                   + tpu_vm.install_commands(tpu, "https://example.com/j.git")
+                   + tpu_vm.sweep_commands(tpu, "configs/quickstart.py", "gs://b/s", ["seed=0,1"])
+                   + tpu_vm.delete_commands(tpu))
+
+
+def test_experiment_deletes_the_vm_after_a_failed_run(parse_flags, monkeypatch):
+  from launch import experiment  # pylint: disable=g-import-not-at-top
+  ran = []
+
+  def run_fails(cmd, check):
+    ran.append(cmd[4])
+    return subprocess.CompletedProcess(cmd, 1 if "--command=cd jaxdr && python3" in cmd[-1] else 0)
+  monkeypatch.setattr(common.subprocess, "run", run_fails)
+  parse_flags(["--repo=https://example.com/j.git", "--config=c.py", "--workdir=/w"])
+  with pytest.raises(SystemExit, match="exit status 1: gcloud compute tpus tpu-vm ssh jaxdr"):
+    experiment.main(["prog"])
+  assert ran == ["create", "ssh", "ssh", "delete"]
+  parse_flags(["--repo=https://example.com/j.git", "--config=c.py", "--workdir=/w", "--keep"])
+  ran.clear()
+  with pytest.raises(SystemExit):
+    experiment.main(["prog"])
+  assert ran == ["create", "ssh", "ssh"]
