@@ -34,6 +34,11 @@ _FAMILIES = {
 _POD_CHIPS_PER_HOST = {"v5litepod": 4, "v6e": 4}
 _ALIASES = {"v5e": "v5litepod"}
 REMOTE_DIR = "jaxdr"  # the checkout on every worker, relative to the home directory
+# jaxdr needs Python >= 3.11; the TPU images are Ubuntu 22.04 (Python 3.10), so the install
+# puts Debian's python3.11 in a venv and every remote command uses it.
+REMOTE_PYTHON_PACKAGES = ("python3.11", "python3.11-venv")
+REMOTE_VENV = "~/jaxdr-venv"
+REMOTE_PYTHON = f"{REMOTE_VENV}/bin/python"  # unquoted in remote lines, so ~ expands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +112,8 @@ def install_commands(tpu: TPU, repo: str, extras: str = "", apt_packages: Sequen
     "dataset-fashion-mnist",)) -> List[Command]:
   """Puts ``repo`` (git URL, or local checkout copied with scp) on every worker and installs it.
 
-  Installs ``jax[tpu]`` beside jaxdr, and the Debian packages (the offline Fashion-MNIST
-  files) that the default configs read.
+  Installs Python 3.11 (a venv), jaxdr with ``jax[tpu]``, and the Debian packages (the
+  offline Fashion-MNIST files) that the default configs read.
   """
   if not repo:
     raise ValueError("--repo is required: a git URL or a local checkout of jaxdr")
@@ -123,25 +128,26 @@ def install_commands(tpu: TPU, repo: str, extras: str = "", apt_packages: Sequen
     scp = ["gcloud", "compute", "tpus", "tpu-vm", "scp", "--recurse", os.path.abspath(repo),
            f"{tpu.name}:{REMOTE_DIR}"] + tpu.location_flags()
     commands.append(scp + (["--worker=all"] if tpu.is_pod else []))
-  if apt_packages:
-    steps.append("sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                 + " ".join(shlex.quote(p) for p in apt_packages))
+  packages = list(REMOTE_PYTHON_PACKAGES) + [p for p in apt_packages if p]
+  steps.append("sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+               + shlex.join(packages))
+  steps.append(f"{REMOTE_PYTHON_PACKAGES[0]} -m venv {REMOTE_VENV}")
   package = f"./{REMOTE_DIR}" + (f"[{extras}]" if extras else "")
-  steps.append(f"python3 -m pip install -q -U pip && python3 -m pip install -q -e "
-               f"{shlex.quote(package)} 'jax[tpu]'")
+  steps.append(f"{REMOTE_PYTHON} -m pip install -q -U pip")
+  steps.append(f"{REMOTE_PYTHON} -m pip install -q -e {shlex.quote(package)} 'jax[tpu]'")
   commands.append(ssh_command(tpu, "; ".join(steps)))
   return commands
 
 
 def main_line(config: str, workdir: str, overrides: Mapping[str, str] = ()) -> str:
-  """The remote shell line for ``python3 -m jaxdr.main`` with ``--config.KEY=VALUE`` overrides."""
+  """The remote shell line running ``jaxdr.main`` with ``--config.KEY=VALUE`` overrides."""
   if not config:
     raise ValueError("--config is required, e.g. configs/quickstart.py")
   if not workdir:
     raise ValueError("--workdir is required, e.g. gs://BUCKET/jaxdr/run1 (every host must see it)")
-  args = ["python3", "-m", "jaxdr.main", f"--config={config}", f"--workdir={workdir}"]
+  args = ["-m", "jaxdr.main", f"--config={config}", f"--workdir={workdir}"]
   args += [f"--config.{k}={v}" for k, v in dict(overrides).items()]
-  return f"cd {REMOTE_DIR} && " + shlex.join(args)
+  return f"cd {REMOTE_DIR} && {REMOTE_PYTHON} " + shlex.join(args)
 
 
 def run_commands(tpu: TPU, config: str, workdir: str, overrides: Mapping[str, str] = (),

@@ -39,7 +39,7 @@ def test_dry_run_prints_one_quoted_command_per_line():
     ("delete", ["--name=x", "--zone=europe-west4-a"],
      "gcloud compute tpus tpu-vm delete x --zone=europe-west4-a --quiet"),
     ("run", ["--config=configs/quickstart.py", "--workdir=gs://b/q"],
-     "gcloud compute tpus tpu-vm ssh jaxdr --zone=us-central2-b '--command=cd jaxdr && python3 -m "
+     "gcloud compute tpus tpu-vm ssh jaxdr --zone=us-central2-b '--command=cd jaxdr && ~/jaxdr-venv/bin/python -m "
      "jaxdr.main --config=configs/quickstart.py --workdir=gs://b/q'"),
 ])
 def test_dry_run_output(script, args, expected):
@@ -139,7 +139,7 @@ def test_experiment_deletes_the_vm_after_a_failed_run(parse_flags, monkeypatch):
 
   def run_fails(cmd, check):
     ran.append(cmd[4])
-    return subprocess.CompletedProcess(cmd, 1 if "--command=cd jaxdr && python3" in cmd[-1] else 0)
+    return subprocess.CompletedProcess(cmd, 1 if "--command=cd jaxdr && ~/jaxdr-venv" in cmd[-1] else 0)
   monkeypatch.setattr(common.subprocess, "run", run_fails)
   parse_flags(["--repo=https://example.com/j.git", "--config=c.py", "--workdir=/w"])
   with pytest.raises(SystemExit, match="exit status 1: gcloud compute tpus tpu-vm ssh jaxdr"):

@@ -40,7 +40,7 @@ def test_pod_slice_runs_on_all_workers():
   tpu = tpu_vm.TPU(name="pod", zone="us-central2-b", accelerator_type="v4-32")
   (cmd,) = tpu_vm.run_commands(tpu, "configs/quickstart.py", "gs://b/run1")
   assert cmd == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone=us-central2-b",
-                 "--worker=all", "--command=cd jaxdr && python3 -m jaxdr.main "
+                 "--worker=all", "--command=cd jaxdr && ~/jaxdr-venv/bin/python -m jaxdr.main "
                  "--config=configs/quickstart.py --workdir=gs://b/run1"]
   single = tpu_vm.TPU(name="one", accelerator_type="v4-8")
   (cmd,) = tpu_vm.run_commands(single, "configs/quickstart.py", "gs://b/run1")
@@ -54,8 +54,9 @@ def test_install_from_git_url_on_pod():
                      "--worker=all"]
   line = cmd[8][len("--command="):]
   assert "git clone https://example.com/jaxdr.git jaxdr" in line
-  assert "apt-get install -y -q dataset-fashion-mnist" in line
-  assert line.endswith("python3 -m pip install -q -e './jaxdr[test]' 'jax[tpu]'")
+  assert "apt-get install -y -q python3.11 python3.11-venv dataset-fashion-mnist" in line
+  assert "python3.11 -m venv ~/jaxdr-venv" in line
+  assert line.endswith("~/jaxdr-venv/bin/python -m pip install -q -e './jaxdr[test]' 'jax[tpu]'")
 
 
 def test_install_copies_local_checkout_with_scp(tmp_path):
@@ -65,7 +66,8 @@ def test_install_copies_local_checkout_with_scp(tmp_path):
   assert _remote(rm) == ["rm", "-rf", "jaxdr"]
   assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", "--recurse", str(tmp_path),
                  "pod:jaxdr", "--zone=us-central2-b", "--worker=all"]
-  assert "apt-get" not in install[-1] and "git" not in install[-1]
+  line = install[-1][len("--command="):]
+  assert "git" not in line and "apt-get install -y -q python3.11 python3.11-venv;" in line
 
 
 def test_install_rejects_a_path_that_is_not_a_checkout(tmp_path):
@@ -80,7 +82,7 @@ def test_sweep_is_the_cartesian_product_with_a_workdir_per_point():
                                overrides={"train.epochs": "3"})
   runs = [_remote(c) for c in cmds]
   assert len(runs) == 6
-  points = [(r[r.index("python3") + 4:]) for r in runs]
+  points = [(r[r.index("~/jaxdr-venv/bin/python") + 4:]) for r in runs]
   assert points[0] == ["--workdir=gs://b/sweep/train.learning_rate=0.1,seed=0",
                        "--config.train.epochs=3", "--config.train.learning_rate=0.1",
                        "--config.seed=0"]
