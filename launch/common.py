@@ -55,7 +55,11 @@ def execute(commands: Sequence[List[str]], dry_run: bool) -> None:
     return
   for cmd in commands:
     logging.info("$ %s", shlex.join(cmd))
-    returncode = subprocess.run(cmd, check=False).returncode
+    try:
+      returncode = subprocess.run(cmd, check=False).returncode
+    except FileNotFoundError:
+      raise SystemExit(f"error: {cmd[0]} not found; install the Google Cloud CLI "
+                       "(https://cloud.google.com/sdk/docs/install) or use --dry_run") from None
     if returncode != 0:
       raise SystemExit(f"error: command failed with exit status {returncode}: {shlex.join(cmd)}")
 

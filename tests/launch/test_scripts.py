@@ -150,3 +150,12 @@ def test_experiment_deletes_the_vm_after_a_failed_run(parse_flags, monkeypatch):
   with pytest.raises(SystemExit):
     experiment.main(["prog"])
   assert ran == ["create", "ssh", "ssh"]
+
+
+def test_missing_gcloud_is_one_clear_error(parse_flags, monkeypatch):
+  def no_gcloud(cmd, check):
+    raise FileNotFoundError(2, "No such file or directory", cmd[0])
+  monkeypatch.setattr(common.subprocess, "run", no_gcloud)
+  parse_flags(["--name=x"])
+  with pytest.raises(SystemExit, match="^error: gcloud not found; install the Google Cloud CLI"):
+    delete.main(["prog"])
