@@ -39,6 +39,12 @@ REMOTE_DIR = "jaxdr"  # the checkout on every worker, relative to the home direc
 REMOTE_PYTHON_PACKAGES = ("python3.11", "python3.11-venv")
 REMOTE_VENV = "~/jaxdr-venv"
 REMOTE_PYTHON = f"{REMOTE_VENV}/bin/python"  # unquoted in remote lines, so ~ expands
+# On a pod slice every host joins one jax.distributed run: jaxdr.main initialises it when
+# JAX_COORDINATOR_ADDRESS is set, and JAX reads the process count and index from the TPU
+# metadata. Worker 0's address (the coordinator) comes from the same metadata.
+_METADATA = "http://metadata.google.internal/computeMetadata/v1/instance/attributes"
+POD_COORDINATOR = ("export JAX_COORDINATOR_ADDRESS=$(curl -sf -H 'Metadata-Flavor: Google' "
+                   f"{_METADATA}/worker-network-endpoints | cut -d, -f1 | awk -F: '{{print $NF}}'):8476")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +158,13 @@ def main_line(config: str, workdir: str, overrides: Mapping[str, str] = ()) -> s
 
 def run_commands(tpu: TPU, config: str, workdir: str, overrides: Mapping[str, str] = (),
                  log: str = "") -> List[Command]:
-  """Runs one config on all hosts (jaxdr.main calls jax.distributed.initialize on pods).
+  """Runs one config on every host; on a pod slice the hosts join one jax.distributed run.
 
   With ``log``, the run is detached with nohup and writes to ``~/<log>`` on each worker.
   """
   line = main_line(config, workdir, overrides)
+  if tpu.is_pod:
+    line = f"{POD_COORDINATOR} && {line}"
   if log:
     line = f"nohup bash -c {shlex.quote(line)} > {shlex.quote(log)} 2>&1 &"
   return [ssh_command(tpu, line)]

@@ -40,8 +40,9 @@ def test_pod_slice_runs_on_all_workers():
   tpu = tpu_vm.TPU(name="pod", zone="us-central2-b", accelerator_type="v4-32")
   (cmd,) = tpu_vm.run_commands(tpu, "configs/quickstart.py", "gs://b/run1")
   assert cmd == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone=us-central2-b",
-                 "--worker=all", "--command=cd jaxdr && ~/jaxdr-venv/bin/python -m jaxdr.main "
-                 "--config=configs/quickstart.py --workdir=gs://b/run1"]
+                 "--worker=all", f"--command={tpu_vm.POD_COORDINATOR} && cd jaxdr && "
+                 "~/jaxdr-venv/bin/python -m jaxdr.main --config=configs/quickstart.py "
+                 "--workdir=gs://b/run1"]
   single = tpu_vm.TPU(name="one", accelerator_type="v4-8")
   (cmd,) = tpu_vm.run_commands(single, "configs/quickstart.py", "gs://b/run1")
   assert "--worker=all" not in cmd
@@ -123,3 +124,53 @@ def test_bad_tpu_settings():
     tpu_vm.TPU(name="Bad_Name")
   with pytest.raises(ValueError, match="--workdir is required"):
     tpu_vm.run_commands(tpu_vm.TPU(name="t"), "configs/x.py", "")
+
+
+def _run_remotely(cmd, home):
+  """Runs an ssh command's remote line in bash with a fake HOME, curl and venv python.
+
+  The fake python prints its argv (one per line) and $JAX_COORDINATOR_ADDRESS.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  bin_dir = home / "bin"
+  for path, body in [
+      (bin_dir / "curl", 'echo "unknown:unknown:10.0.0.7,unknown:unknown:10.0.0.8"'),
+      (home / "jaxdr-venv" / "bin" / "python",
+       'printf "%s\\n" "$PWD" "coordinator=${JAX_COORDINATOR_ADDRESS:-}" "$@"')]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+  (home / "jaxdr").mkdir(exist_ok=True)
+  (arg,) = [a for a in cmd if a.startswith("--command=")]
+  env = {"HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+  out = subprocess.run(["bash", "-c", arg[len("--command="):]], cwd=home, env=env, check=True,
+                       capture_output=True, text=True, timeout=60).stdout
+  return out.splitlines()
+
+
+def test_remote_lines_run_in_a_shell_as_intended(tmp_path):
+  pod = tpu_vm.TPU(name="pod", accelerator_type="v4-32")
+  (cmd,) = tpu_vm.sweep_commands(pod, "configs/q.py", "gs://b/s", ["dataset.name=it's a b"])
+  cwd, coordinator, *args = _run_remotely(cmd, tmp_path)
+  assert cwd == str(tmp_path / "jaxdr")
+  assert coordinator == "coordinator=10.0.0.7:8476"  # worker 0, from the TPU metadata
+  assert args == ["-m", "jaxdr.main", "--config=configs/q.py",
+                  "--workdir=gs://b/s/dataset.name=it_s_a_b", "--config.dataset.name=it's a b"]
+  (single,) = tpu_vm.run_commands(tpu_vm.TPU(name="one"), "configs/q.py", "/w")
+  assert _run_remotely(single, tmp_path)[1] == "coordinator="  # one host: no jax.distributed
+
+
+def test_detached_remote_line_writes_the_log(tmp_path):
+  import time  # pylint: disable=g-import-not-at-top
+  pod = tpu_vm.TPU(name="pod", accelerator_type="v4-32")
+  (cmd,) = tpu_vm.run_commands(pod, "configs/q.py", "/w", {"model.name": "a b"}, log="run.log")
+  assert _run_remotely(cmd, tmp_path) == []  # returns at once, output goes to the log
+  log = tmp_path / "run.log"
+  for _ in range(100):
+    lines = log.read_text().splitlines() if log.exists() else []
+    if len(lines) == 7:
+      break
+    time.sleep(0.1)
+  assert lines[1:] == ["coordinator=10.0.0.7:8476", "-m", "jaxdr.main", "--config=configs/q.py",
+                       "--workdir=/w", "--config.model.name=a b"]
