@@ -113,6 +113,15 @@ class Dissection:
         state = jax.tree.map(np.asarray, state)
         logging.info("dissect: resuming after batch %d of %d (%s)", int(state["done"]), len(batches),
                      self.directory)
+    try:
+      self._loop(variables, images, labels, indices, batches, state, manager, batch_size, save_every)
+    finally:  # an interrupted run still commits its last save
+      if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+    return self.civ(state)
+
+  def _loop(self, variables, images, labels, indices, batches, state, manager, batch_size, save_every):
     start, t0, seen = int(state["done"]), time.time(), 0
     for b in range(start, len(batches)):
       idx = batches[b]
@@ -133,10 +142,6 @@ class Dissection:
       left = sum(len(x) for x in batches[b + 1:])
       logging.info("dissect: batch %d/%d, %d/%d images, %.1f img/s, ETA %.0fs", b + 1, len(batches),
                    sum(len(x) for x in batches[:b + 1]), indices.size, rate, left / max(rate, 1e-9))
-    if manager is not None:
-      manager.wait_until_finished()
-      manager.close()
-    return self.civ(state)
 
   def civ(self, state) -> Civ:
     counts = np.maximum(np.asarray(state["counts"]), 1.0)[:, None]
@@ -454,7 +459,8 @@ def _report_sections(full_row: dict, named: List[dict], randoms: List[dict], sum
   from jaxdr import reporting  # pylint: disable=g-import-not-at-top
   sections = []
   rows = [row(full_row)] + [row(r) for r in named]
-  sections.append(("Named sub-tasks (cf. DRNet Tables 1-3)", reporting.markdown_table(rows)))
+  columns = max((list(r) for r in rows), key=len)
+  sections.append(("Named sub-tasks (cf. DRNet Tables 1-3)", reporting.markdown_table(rows, columns)))
   avg = []
   for size, s in summary.items():
     r = {"sub-tasks": f"{s['count']} random {size}-class", "Full-Net Avg Acc.": _pct(s["full_accuracy"]),
@@ -465,7 +471,8 @@ def _report_sections(full_row: dict, named: List[dict], randoms: List[dict], sum
       r["Avg Sliced Param. / FLOPs"] = f"{_pct(s['physical_params'])} / {_pct(s['physical_flops'])}"
     avg.append(r)
   sections.append(("Random sub-tasks, averages (cf. DRNet Tables 4-5)", reporting.markdown_table(avg)))
-  sections.append(("Every random sub-task", reporting.markdown_table([row(r) for r in randoms])))
+  if randoms:
+    sections.append(("Every random sub-task", reporting.markdown_table([row(r) for r in randoms])))
   return sections
 
 
