@@ -68,7 +68,7 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
     ckptr.wait_until_finished()
   tmp = directory / (MODEL_FILE + ".tmp")
   tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
-  tmp.rename(directory / MODEL_FILE)  # written last: its presence marks a complete save
+  tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save
   return directory
 
 

@@ -120,7 +120,13 @@ def run(config, workdir: str) -> dict:
   return results
 
 
+def _quiet_orbax(record) -> bool:
+  """Keeps orbax's per-save INFO chatter out of the progress log."""
+  return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
 def main(argv):
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
   if _CONFIG.value is None:

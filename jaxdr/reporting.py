@@ -49,7 +49,7 @@ def write_text_atomic(path, text: str) -> epath.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text(text)
-    tmp.rename(path)
+    tmp.replace(path)
   return path
 
 
@@ -143,7 +143,7 @@ def save_figure(fig, path) -> epath.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp.png"
     fig.savefig(str(tmp), dpi=100, bbox_inches="tight")
-    tmp.rename(path)
+    tmp.replace(path)
   plt.close(fig)
   return path
 

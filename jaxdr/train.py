@@ -21,7 +21,8 @@ Config knobs beyond docs/architecture.md (all optional, 0 = off):
   train.max_steps         stop after this many steps (the schedule spans them)
   train.steps_per_epoch   override the epoch length (a small train subset for tests)
   train.eval_every_epochs evaluate on the test split every this many epochs (default 1)
-  train.num_eval_examples evaluate on the first N test examples only
+  train.num_eval_examples evaluate on the first ceil(N / processes) test examples of each
+                          process's shard only (one process: the first N)
 """
 from __future__ import annotations
 
@@ -258,29 +259,25 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
                    mesh) -> Dict[str, float]:
   """Exact ``test_loss`` / ``test_accuracy`` over the test split (or its first
   ``train.num_eval_examples`` examples)."""
-  cfg = config.train
+  cfg, ds = config.train, config.dataset
   eval_bs = int(cfg.get("eval_batch_size", 0) or cfg.batch_size)
   local_bs = local_batch_size(eval_bs)
   step = _jitted_sharded_eval(model, mesh)
   limit = int(cfg.get("num_eval_examples", 0) or 0)
+  local_limit = -(-limit // jax.process_count())
   totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-  seen = 0
-  for batch in data.iterator(config.dataset.name, data.info(config.dataset.name).test_split, local_bs, train=False, seed=0,
-                             data_dir=config.dataset.get("data_dir", "") or None,
-                             image_size=int(config.dataset.image_size),
-                             process_index=jax.process_index(),
-                             process_count=jax.process_count()):
-    batch = dict(batch)
-    batch.setdefault("mask", np.ones(batch["label"].shape, np.float32))
-    batch = _pad(batch, local_bs)
-    if limit:  # keep the first `limit` examples of the global order
-      rows = seen + jax.process_index() * local_bs + np.arange(local_bs)
-      batch["mask"] = batch["mask"] * (rows < limit)
+  seen = 0  # rows of this process's shard
+  for batch in data.iterator(ds.name, data.info(ds.name).test_split, eval_bs, train=False,
+                             data_dir=ds.get("data_dir", "") or None, image_size=int(ds.image_size),
+                             process_index=jax.process_index(), process_count=jax.process_count()):
+    batch = {k: batch[k] for k in ("image", "label", "mask")}
+    if limit:
+      batch["mask"] = batch["mask"] * (seen + np.arange(local_bs) < local_limit)
     sums = step(variables, global_batch(mesh, batch))
     for k in totals:
       totals[k] += float(sums[k])
-    seen += eval_bs
-    if limit and seen >= limit:
+    seen += local_bs
+    if limit and seen >= local_limit:
       break
   return {**_summarise(totals, "test"), "test_examples": int(totals["count"])}
 
@@ -305,7 +302,8 @@ def train_batches(config: ml_collections.ConfigDict, start_step: int, steps_per_
   with seed ``fold(seed, e)`` and keeps its first ``steps_per_epoch`` full batches.
   """
   ds = config.dataset
-  bs = local_batch_size(int(config.train.batch_size))
+  bs = int(config.train.batch_size)
+  local_batch_size(bs)  # checks it splits over the devices
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
     it = data.iterator(ds.name, data.info(ds.name).train_split, bs, train=True, seed=_epoch_seed(config.seed, epoch),
@@ -325,7 +323,7 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
   override = int(config.train.get("steps_per_epoch", 0) or 0)
   if override:
     return override
-  n = data.info(config.dataset.name).num_train
+  n = data.num_examples(config.dataset.name, "train", config.dataset.get("data_dir", "") or None)
   return max(n // int(config.train.batch_size), 1)
 
 
