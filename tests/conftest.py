@@ -44,11 +44,13 @@ def random_variables(model, seed=0):
 
 @pytest.fixture(scope="session")
 def tiny():
-  """``tiny(name, **create_kwargs) -> (model, variables)``, cached; 28x28x1, 10 classes by default."""
+  """``tiny(name, **create_kwargs) -> (model, variables)``, cached; 28x28x1, 10 classes and
+  conv_impl 'xla' by default (im2col on tiny maps runs op by op slowly outside jit)."""
   cache = {}
 
   def build(name, **kw):
-    kw = {**dict(image_size=28, input_channels=1, num_classes=10), **TINY.get(name, {}), **kw}
+    kw = {**dict(image_size=28, input_channels=1, num_classes=10, conv_impl="xla"), **TINY.get(name, {}),
+          **kw}
     key = (name, tuple(sorted(kw.items())))
     if key not in cache:
       model = models.create(name, **kw)

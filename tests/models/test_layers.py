@@ -1,0 +1,76 @@
+"""Layer units: im2col conv == XLA conv, gate placement, flatten order, widths."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdr.models import layers
+
+
+@functools.partial(jax.jit, static_argnames=("stride", "padding", "impl"))
+def _conv(x, kernel, stride, padding, impl):
+  return layers.conv2d(x, kernel, stride=stride, padding=padding, groups=1, impl=impl)
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [
+    (1, 1, 0), (1, 2, 0), (1, 1, 1),
+    (3, 1, 1), (3, 2, 1), (3, 2, 0),
+    (5, 1, 0), (5, 2, 2),           # LeNet; "same"
+    (7, 2, 3), (7, 1, 4),           # ResNet-50 stem; more than "same"
+    (11, 4, 2), (11, 2, 0),         # AlexNet conv1
+])
+def test_im2col_equals_lax_conv(kernel, stride, pad):
+  rng = np.random.default_rng(kernel * 10 + stride)
+  x = jnp.asarray(rng.normal(size=(2, 13, 13, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 5)), jnp.float32)
+  ref = jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = _conv(x, w, stride, pad, "im2col")
+  assert ours.shape == ref.shape
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_conv2d_dispatch_and_errors():
+  x = jnp.ones((1, 4, 4, 2))
+  with pytest.raises(ValueError, match="conv_impl must be one of"):
+    layers.conv2d(x, jnp.ones((3, 3, 2, 2)), stride=1, padding=1, groups=1, impl="fft")
+  # Grouped (depthwise) convs always use XLA, whatever the impl.
+  dw = layers.conv2d(x, jnp.ones((3, 3, 1, 2)), stride=1, padding=1, groups=2, impl="im2col")
+  np.testing.assert_array_equal(dw[0, :, :, 0], [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
+
+
+def test_conv_unit_gates_after_activation():
+  unit = layers.ConvUnit(4, kernel=3, use_bn=False, use_bias=True, act="relu6")
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 5, 3)) * 10, jnp.float32)
+  variables = unit.init(jax.random.PRNGKey(0), x)
+  y = unit.apply(variables, x)
+  assert float(jnp.max(y)) == 6.0 and float(jnp.min(y)) == 0.0  # relu6 clips both ends
+  gate = jnp.array([1.0, 0.0, -1.0, 0.5])  # a negative gate shows it multiplies after relu6
+  gated = unit.apply(variables, x, {layers.path_key(()): gate})  # a top-level unit's key is ''
+  np.testing.assert_array_equal(unit.apply(variables, x, {"other": gate}), y)
+  np.testing.assert_allclose(gated, y * gate)
+
+
+def test_depthwise_unit_needs_matching_width():
+  with pytest.raises(ValueError, match=r"depthwise unit needs features == input channels \(4 != 3\)"):
+    layers.ConvUnit(4, depthwise=True).init(jax.random.PRNGKey(0), jnp.ones((1, 5, 5, 3)))
+
+
+def test_dense_unit_flattens_channels_last():
+  """Input channel c of a [N, H, W, C] input owns dense rows c, c + C, ... (what surgery slices)."""
+  unit = layers.DenseUnit(3)
+  x = jnp.zeros((1, 2, 2, 4)).at[..., 1].set(1.0)
+  variables = unit.init(jax.random.PRNGKey(0), x)
+  kernel = variables["params"]["dense"]["kernel"]
+  assert kernel.shape == (16, 3)
+  expected = kernel[1::4].sum(0) + variables["params"]["dense"]["bias"]
+  np.testing.assert_allclose(unit.apply(variables, x)[0], expected, rtol=1e-6)
+
+
+def test_backbone_width_of():
+  backbone = layers.Backbone(width=0.5, channels=(("conv1", 7),))
+  assert backbone.width_of("conv1", 64) == 7
+  assert backbone.width_of("conv2", 64) == 32
+  assert layers.Backbone(width=0.01).width_of("conv2", 64) == 1
