@@ -516,15 +516,15 @@ def _log(msg: str) -> None:
 
 
 def curve_grid(channels: int, points: int) -> List[int]:
-  """Kept-filter counts for the curves: every count up to ``points`` filters, else all counts
-  up to half the layer plus evenly spaced ones above."""
+  """Kept-filter counts for the curves: every count when the layer has at most ``points``
+  filters, else two thirds of the points up to half the layer (where the methods differ)
+  and the rest above it; always 1 and ``channels``."""
   if points <= 0 or channels <= points:
     return list(range(1, channels + 1))
-  half = list(range(1, channels // 2 + 1))
-  if len(half) >= points:
-    half = sorted({int(round(v)) for v in np.linspace(1, channels // 2, points)})
-  upper = np.linspace(channels // 2, channels, max(points - len(half), 2) + 1)[1:]
-  return sorted(set(half) | {int(round(v)) for v in upper})
+  half = channels // 2
+  low = np.linspace(1, half, min(half, max(2, (2 * points) // 3)))
+  high = np.linspace(half, channels, max(2, points - len(low) + 1))[1:]
+  return sorted({int(round(v)) for v in np.concatenate([low, high])})
 
 
 def _plot_curves(curves, layers_info, reference, path):
