@@ -22,6 +22,7 @@ mode, per-example loss), so each image's gates equal fitting that image alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 import jax
@@ -94,11 +95,13 @@ def _loss_fn(model, variables, options: Options):
   return loss
 
 
+@functools.lru_cache(maxsize=16)
 def make_fitter(model, options: Options = Options()) -> Callable:
   """Returns ``fit(variables, images [B, H, W, C]) -> (gates {key: [B, C]}, info)``.
 
   ``info``: ``loss`` [B] (loss of the returned gates' last evaluation), ``changed`` [B]
   (the final gates changed top-1, so the fallback was used), ``target`` [B] (original top-1).
+  Cached per (model, options), so every caller shares the compiled function.
   """
   graph = models.describe(model)
   tx = _optimizer(options)

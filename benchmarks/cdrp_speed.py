@@ -1,0 +1,273 @@
+"""CDRP gate-fitting throughput: batched JAX (vmap in one jit) vs one image at a time vs PyTorch.
+
+Same architecture (VGG-16 for 32x32x3 inputs, 10 classes, as DRNet Table 1; ``--width``
+shrinks it) and the same weights: the JAX variables are copied into an equivalent torch
+module, whose logits are checked against JAX's. Every variant runs the same CDRP fit
+(T steps of SGD with momentum on KL + gamma*L1, clip to [0, 10], top-1 reset):
+
+  jax batched     cdrp.make_fitter at batch B, for each loop mode (scan / scan unrolled /
+                  fori / python-driven)
+  jax one image   the same fitter at batch 1, image after image
+  torch one image the papers' way: per image, gates as parameters, T optimizer steps
+  torch batched   gates [B, C] for the whole batch, loss summed over images
+
+Efficiency = T x time(one gated forward+backward w.r.t. the gates per image at batch 128)
+/ measured time per image of the fastest batched JAX fit: how close the fit loop comes to
+the cost of its T gradient evaluations. Run by hand; writes a markdown table:
+
+    python benchmarks/cdrp_speed.py [--batch=128] [--out=benchmarks/results/cdrp_speed.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from jaxdr import models  # noqa: E402
+from jaxdr.methods import cdrp  # noqa: E402
+from jaxdr.models import vgg  # noqa: E402
+
+
+def _block(tree):
+  return jax.tree.map(lambda a: a.block_until_ready(), tree)
+
+
+def time_jax_batched(model, variables, images, options):
+  fit = cdrp.make_fitter(model, options)
+  t = time.perf_counter()
+  _block(fit(variables, images))
+  compile_s = time.perf_counter() - t
+  t = time.perf_counter()
+  gates, info = _block(fit(variables, images))
+  return time.perf_counter() - t, compile_s, gates
+
+
+def time_jax_one_by_one(model, variables, images, options):
+  fit = cdrp.make_fitter(model, options)
+  _block(fit(variables, images[:1]))
+  t = time.perf_counter()
+  out = [_block(fit(variables, images[i:i + 1]))[0] for i in range(images.shape[0])]
+  return time.perf_counter() - t, out
+
+
+def time_gated_fwd_bwd(model, variables, images, gamma):
+  """One gated forward+backward w.r.t. [B, C] gates (what each CDRP step costs)."""
+  graph = models.describe(model)
+  target = jax.nn.log_softmax(models.apply(model, variables, images))
+
+  @jax.jit
+  def grad(gates):
+    def loss(g):
+      logp = jax.nn.log_softmax(models.apply(model, variables, images, g))
+      kl = jnp.sum(jnp.exp(target) * (target - logp))
+      return kl + gamma * sum(jnp.abs(v).sum() for v in g.values())
+    return jax.grad(loss)(gates)
+  gates = {g.key: jnp.ones((images.shape[0], g.channels)) for g in graph.gates}
+  _block(grad(gates))
+  times = []
+  for _ in range(3):
+    t = time.perf_counter()
+    _block(grad(gates))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+# ----------------------------------------------------------------------------- torch reference
+
+
+def torch_vgg(model, variables):
+  """A torch VGG equal to jaxdr's (conv3x3+bias+BN+ReLU+gate, ceil-mode max-pool, mean, linear)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+
+  class TorchVGG(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.convs, self.bns, self.pool_after = nn.ModuleList(), nn.ModuleList(), []
+      cin, i = model.input_channels, 0
+      for v in model.cfg:
+        if v == "M":
+          self.pool_after[-1] = True
+          continue
+        p = variables["params"][f"conv{i}"]
+        s = variables["batch_stats"][f"conv{i}"]["bn"]
+        cout = p["kernel"].shape[-1]
+        conv = nn.Conv2d(cin, cout, 3, padding=1)
+        conv.weight.data = torch.from_numpy(np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy())
+        conv.bias.data = torch.from_numpy(np.asarray(p["bias"]).copy())
+        bn = nn.BatchNorm2d(cout, eps=1e-5)
+        bn.weight.data = torch.from_numpy(np.asarray(p["bn"]["scale"]).copy())
+        bn.bias.data = torch.from_numpy(np.asarray(p["bn"]["bias"]).copy())
+        bn.running_mean.data = torch.from_numpy(np.asarray(s["mean"]).copy())
+        bn.running_var.data = torch.from_numpy(np.asarray(s["var"]).copy())
+        self.convs.append(conv)
+        self.bns.append(bn)
+        self.pool_after.append(False)
+        cin, i = cout, i + 1
+      d = variables["params"]["classifier"]["dense"]
+      self.fc = nn.Linear(cin, d["kernel"].shape[-1])
+      self.fc.weight.data = torch.from_numpy(np.asarray(d["kernel"]).T.copy())
+      self.fc.bias.data = torch.from_numpy(np.asarray(d["bias"]).copy())
+
+    def forward(self, x, gates=None):  # x NCHW; gates: list of [B, C] or [C]
+      for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+        x = torch.relu(bn(conv(x)))
+        if gates is not None:
+          g = gates[i]
+          x = x * (g[:, :, None, None] if g.dim() == 2 else g[None, :, None, None])
+        if self.pool_after[i]:
+          x = nn.functional.max_pool2d(x, 2, ceil_mode=True)
+      return self.fc(x.mean(dim=(2, 3)))
+
+  net = TorchVGG().eval()
+  for p in net.parameters():
+    p.requires_grad_(False)
+  return net
+
+
+def torch_fit(net, x, options, batched: bool):
+  """CDRP for images x [B, C, H, W]: all at once (batched) or the papers' one image at a time."""
+  import torch  # pylint: disable=g-import-not-at-top
+  widths = [c.out_channels for c in net.convs]
+
+  def fit(xb):
+    with torch.no_grad():
+      target = torch.log_softmax(net(xb), -1)
+    gates = [torch.ones(xb.shape[0], c, requires_grad=True) for c in widths]
+    opt = torch.optim.SGD(gates, lr=options.learning_rate, momentum=options.momentum)
+    for _ in range(options.steps):
+      opt.zero_grad()
+      logp = torch.log_softmax(net(xb, gates), -1)
+      kl = torch.sum(target.exp() * (target - logp))
+      loss = kl + options.gamma * sum(g.abs().sum() for g in gates)
+      loss.backward()
+      opt.step()
+      with torch.no_grad():
+        for g in gates:
+          g.clamp_(options.clip_min, options.clip_max)
+    with torch.no_grad():
+      changed = net(xb, gates).argmax(-1) != target.argmax(-1)
+      for g in gates:
+        g[changed] = 1.0
+    return [g.detach() for g in gates]
+
+  if batched:
+    return fit(x)
+  outs = [fit(x[i:i + 1]) for i in range(x.shape[0])]
+  return [torch.cat([o[k] for o in outs]) for k in range(len(widths))]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=128, help="images fitted at once")
+  parser.add_argument("--one_image_count", type=int, default=8, help="images for the one-at-a-time runs")
+  parser.add_argument("--width", type=float, default=1.0, help="VGG-16 width multiplier")
+  parser.add_argument("--steps", type=int, default=30)
+  parser.add_argument("--loops", default="scan:1,scan:30,fori:1,python:1",
+                      help="batched JAX loop modes to time, as loop:unroll")
+  parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+  parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                    "results", "cdrp_speed.md"))
+  args = parser.parse_args()
+  import torch  # pylint: disable=g-import-not-at-top
+  if args.threads:
+    torch.set_num_threads(args.threads)
+
+  load_before = os.getloadavg()
+  model = models.create("vgg16", num_classes=10, image_size=32, input_channels=3, width=args.width)
+  variables = models.init(model, jax.random.PRNGKey(0))
+  images = jax.random.normal(jax.random.PRNGKey(1), (args.batch, 32, 32, 3))
+  net = torch_vgg(model, variables)
+  x_t = torch.from_numpy(np.asarray(images).transpose(0, 3, 1, 2).copy())
+  logit_diff = float(np.max(np.abs(net(x_t).detach().numpy() - np.asarray(models.apply(model, variables, images)))))
+  base = cdrp.Options(steps=args.steps)
+  rows, n1 = [], args.one_image_count
+
+  best = None
+  for spec in args.loops.split(","):
+    loop, unroll = spec.split(":")
+    opts = cdrp.Options(steps=args.steps, loop=loop, unroll=int(unroll))
+    seconds, compile_s, gates = time_jax_batched(model, variables, images, opts)
+    rows.append((f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})", args.batch / seconds,
+                 compile_s))
+    if best is None or seconds < best[0]:
+      best = (seconds, opts, gates, rows[-1][0])
+    print(rows[-1], flush=True)
+  seconds, opts, jax_gates, best_name = best
+
+  one_s, one_gates = time_jax_one_by_one(model, variables, images[:n1], opts)
+  rows.append((f"JAX one image at a time, loop={opts.loop} unroll={opts.unroll}", n1 / one_s, None))
+  print(rows[-1], flush=True)
+  torch_fit(net, x_t[:2], cdrp.Options(steps=1), batched=True)  # warm-up
+  t = time.perf_counter()
+  torch_one = torch_fit(net, x_t[:n1], base, batched=False)
+  torch_one_s = time.perf_counter() - t
+  rows.append(("PyTorch one image at a time (the papers' way)", n1 / torch_one_s, None))
+  print(rows[-1], flush=True)
+  t = time.perf_counter()
+  torch_batched = torch_fit(net, x_t, base, batched=True)
+  torch_b_s = time.perf_counter() - t
+  rows.append((f"PyTorch batched gates (B={args.batch})", args.batch / torch_b_s, None))
+  print(rows[-1], flush=True)
+
+  fwd_bwd = time_gated_fwd_bwd(model, variables, images[:128] if args.batch >= 128 else images, base.gamma)
+  limit_per_image = args.steps * fwd_bwd / min(args.batch, 128)
+  efficiency = limit_per_image / (seconds / args.batch)
+  keys = [g.key for g in models.describe(model).gates]
+  gate_diff_torch = max(float(np.max(np.abs(np.asarray(jax_gates[k])[:n1] - torch_one[i].numpy())))
+                        for i, k in enumerate(keys))
+  gate_diff_single = max(float(np.max(np.abs(np.asarray(jax_gates[k])[i] - np.asarray(one_gates[i][k])[0])))
+                         for k in keys for i in range(n1))
+  load_after = os.getloadavg()
+
+  best_rate = args.batch / seconds
+  lines = [
+      "# CDRP gate-fitting throughput",
+      "",
+      f"VGG-16 (CIFAR size: 32x32x3, 10 classes, width {args.width}), random weights shared by JAX and "
+      f"PyTorch (max |logit difference| {logit_diff:.1e}); T = {args.steps} steps of SGD (lr 0.1, "
+      "momentum 0.9) on KL + 0.05 L1, clip [0, 10], top-1 reset. One run of "
+      "`python benchmarks/cdrp_speed.py " + " ".join(sys.argv[1:]) + "`.",
+      "",
+      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
+      f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
+      f"threads). Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+      "(the CPU is shared with other jobs; numbers move with the load).",
+      "",
+      "| variant | images/s | compile (s) |",
+      "|---|---|---|",
+  ]
+  for name, rate, comp in rows:
+    lines.append(f"| {name} | {rate:.2f} | {'' if comp is None else f'{comp:.1f}'} |")
+  lines += [
+      "",
+      f"Fastest batched JAX: {best_name}.",
+      "",
+      "| ratio | value | target |",
+      "|---|---|---|",
+      f"| batched JAX / batched PyTorch | {best_rate / (args.batch / torch_b_s):.2f}x | >= 1.0x |",
+      f"| batched JAX / one-image PyTorch | {best_rate / (n1 / torch_one_s):.2f}x | >= 4x |",
+      f"| batched JAX / one-image JAX | {best_rate / (n1 / one_s):.2f}x | |",
+      f"| efficiency: {args.steps} x gated fwd+bwd per image at batch {min(args.batch, 128)} "
+      f"({1e3 * fwd_bwd:.0f} ms per batch) / measured time per image | {efficiency:.2f} | >= 0.8 |",
+      "",
+      f"Agreement: batched vs one-image JAX gates max |diff| {gate_diff_single:.1e}; JAX vs PyTorch "
+      f"one-image gates max |diff| {gate_diff_torch:.1e} (float32, {args.steps} steps).",
+      "",
+  ]
+  text = "\n".join(lines)
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
