@@ -11,7 +11,8 @@ def car_section() -> ml_collections.ConfigDict:
   car = ml_collections.ConfigDict()
   car.layers = ("conv1", "conv2")  # gate keys to compress
   car.mode = "single"  # 'single': one layer at a time (the paper); 'multi': layers compete
-  car.score_examples = 2000  # class-balanced scoring set from the end of the train split
+  car.score_examples = 2000  # scoring set from the end of the train split (never the test split)
+  car.balanced = True  # the same number per class (then CAR = mean CARc over classes)
   car.score_batch_size = 250  # images per scoring call (all candidates at once)
   car.per_iteration = 1  # filters removed per greedy iteration (paper's speed-up 1)
   car.subset_size = 0  # scoring images drawn per iteration (speed-up 2; 0 = all)

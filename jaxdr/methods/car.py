@@ -603,7 +603,10 @@ def run(config, workdir: str) -> Dict[str, Any]:
                                   limit=cfg.get("eval_examples", 0) or None)
   # The scoring split: a class-balanced set from the end of the train split (never the test
   # split); balance makes CAR the mean of CARc over classes.
-  score_idx = balanced_indices(train_y, int(cfg.score_examples) // k)
+  if cfg.get("balanced", True):
+    score_idx = balanced_indices(train_y, int(cfg.score_examples) // k)
+  else:
+    score_idx = np.arange(max(len(train_y) - int(cfg.score_examples), 0), len(train_y))
   score_x, score_y = train_x[score_idx], train_y[score_idx]
   rest = np.setdiff1d(np.arange(len(train_y)), score_idx)
   ft_x, ft_y = train_x[rest], train_y[rest]

@@ -1,0 +1,33 @@
+"""CAR on ResNet-50 / ImageNet (the paper's Fig. 4): the first conv (``stem``) and the first conv
+of every residual branch (``stageS_blockB/conv1``: "Conv a - Branch 2"), each on its own.
+
+Needs a trained ResNet-50 (``--config.pretrained=DIR``) and ImageNet; sized for an accelerator
+host (not run on the 2-core CPU).
+
+    python -m jaxdr.main --config=configs/car_resnet50_imagenet.py --config.pretrained=DIR --workdir=DIR2
+"""
+import importlib.util
+import os
+
+STAGES = (3, 4, 6, 3)
+
+
+def _sibling(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config():
+  config = _sibling("car_alexnet_imagenet").get_config()
+  config.model.name = "resnet50"
+  config.train.learning_rate = 0.1
+  config.train.weight_decay = 1e-4
+  config.train.milestones = (30, 60, 80)
+  car = config.car
+  car.layers = ("stem",) + tuple(f"stage{s + 1}_block{b}/conv1"
+                                 for s, blocks in enumerate(STAGES) for b in range(blocks))
+  car.max_relative_drop = 0.0  # the paper draws the whole curve for these layers
+  car.min_kept = 1
+  return config
