@@ -53,7 +53,8 @@ def drnet_defaults():
   d.random_3class = 10
   d.physical = True  # also cut each sub-network out with jaxdr.surgery
   d.eval_batch_size = 500
-  d.test_limit = 0
+  d.test_limit = 0  # in-memory datasets: the first test_limit test images (0 = all)
+  d.test_per_class = 50  # other datasets (ImageNet): validation images per pool class
   return d
 
 

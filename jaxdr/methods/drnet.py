@@ -63,6 +63,33 @@ def select_images(labels: np.ndarray, classes: Sequence[int], per_class: int, se
   return np.concatenate(picked)
 
 
+def collect_images(name: str, split: str, classes: Sequence[int], per_class: int, seed: int,
+                   data_dir=None, image_size=None, limit: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+  """(images, labels) holding ``per_class`` images of each class in ``classes`` and nothing else.
+
+  In-memory datasets: a seeded choice (`select_images`) from the whole split. Others
+  (ImageNet): the first ``per_class`` of each class in file order, streamed in eval mode.
+  """
+  from jaxdr import data  # pylint: disable=g-import-not-at-top
+  if data.info(name).in_memory:
+    images, labels = data.as_arrays(name, split, data_dir=data_dir, image_size=image_size,
+                                    limit=limit or None)
+    idx = select_images(labels, classes, per_class, seed)
+    return images[idx], labels[idx]
+  wanted = {int(c): [] for c in classes}
+  seen = 0
+  for batch in data.iterator(name, split, 256, train=False, data_dir=data_dir, image_size=image_size):
+    for x, y, m in zip(batch["image"], batch["label"], batch["mask"]):
+      if m and int(y) in wanted and len(wanted[int(y)]) < per_class:
+        wanted[int(y)].append(x)
+    seen += len(batch["label"])
+    if all(len(v) >= per_class for v in wanted.values()) or (limit and seen >= limit):
+      break
+  images = np.stack([x for c in wanted for x in wanted[c]])
+  labels = np.concatenate([np.full(len(wanted[c]), c, np.int32) for c in wanted])
+  return images, labels
+
+
 def _fingerprint(model, indices: np.ndarray, options: cdrp.Options, batch_size: int) -> dict:
   return {"model": repr(models.describe(model).gates), "images": int(indices.size),
           "indices_sum": int(np.sum(indices.astype(np.int64) * np.arange(1, indices.size + 1) % 1000003)),
@@ -501,9 +528,9 @@ def run(config, workdir) -> dict:
 
   options = cdrp.Options.from_config(section)
   t0 = time.time()
-  train_images, train_labels = data.as_arrays(ds_name, "train", data_dir=data_dir, image_size=image_size,
-                                              limit=int(section.get("train_limit", 0)) or None)
-  indices = select_images(train_labels, pool, int(section.images_per_class), seed)
+  train_images, train_labels = collect_images(ds_name, "train", pool, int(section.images_per_class), seed,
+                                              data_dir, image_size, int(section.get("train_limit", 0)))
+  indices = np.arange(len(train_labels))
   dissection = Dissection(model, num_classes, options, workdir / "civ")
   civ = dissection.run(variables, train_images, train_labels, indices, int(section.batch_size),
                        int(section.get("save_every", 1)))
@@ -514,8 +541,12 @@ def run(config, workdir) -> dict:
     return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s}
 
   t1 = time.time()
-  test_images, test_labels = data.as_arrays(ds_name, "test", data_dir=data_dir, image_size=image_size,
-                                            limit=int(section.get("test_limit", 0)) or None)
+  if info.in_memory:
+    test_images, test_labels = data.as_arrays(ds_name, "test", data_dir=data_dir, image_size=image_size,
+                                              limit=int(section.get("test_limit", 0)) or None)
+  else:  # ImageNet: the validation images of the class pool only
+    test_images, test_labels = collect_images(ds_name, "test", pool, int(section.get("test_per_class", 50)),
+                                              seed, data_dir, image_size)
   keep = np.isin(test_labels, pool)
   test_images, test_labels = test_images[keep], test_labels[keep]
   runner = SubtaskRunner(model, variables, int(section.get("eval_batch_size", 500)))
