@@ -82,6 +82,7 @@ class MobileNetV2(layers.Backbone):
     return dict(self.channels).get(space, make_divisible(default * self.width))
 
   def _exact(self, space: str, default: int) -> int:
+    """``channels[space]`` if set, else the already-rounded ``default``."""
     return dict(self.channels).get(space, default)
 
   @nn.compact
