@@ -62,6 +62,8 @@ class TrainState:
 
   @property
   def variables(self) -> Dict[str, PyTree]:
+    if not jax.tree.leaves(self.batch_stats):  # a model without BatchNorm (LeNet-5)
+      return {"params": self.params}
     return {"params": self.params, "batch_stats": self.batch_stats}
 
 
@@ -423,7 +425,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
   manager = _checkpoint_manager(workdir)
   ckpt_every = int(cfg.get("checkpoint_every_steps", 0) or spe)
   state, accum = _restore(manager, state, dict(zero), mesh)
-  accum = {k: float(v) for k, v in accum.items()}
+  accum = {k: np.float32(v) for k, v in accum.items()}  # float32 throughout: resume is exact
   start = int(state.step)
   if start:
     logging.info("resuming from step %d of %d (%s)", start, total_steps, manager.directory)
@@ -445,8 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
     batch = global_batch(mesh, next(batches))
     state, sums = step_fn(state, batch)
     sums = jax.device_get(sums)
-    for k in accum:
-      accum[k] += float(sums[k])
+    accum = {k: np.float32(accum[k] + np.float32(sums[k])) for k in accum}
     n_window += int(config.train.batch_size)
     if first_step:  # leave compilation out of the throughput
       t_window, n_window, first_step = time.time(), 0, False
@@ -465,7 +466,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
       logging.info("step %d/%d  epoch %.2f  loss %.4f  acc %.4f  lr %.4g  %.0f img/s  ETA %s",
                    step, total_steps, step / spe, scalars["train_loss"], scalars["train_accuracy"],
                    scalars["learning_rate"], ips, _fmt_time(eta) if n_window else "?")
-      accum = {k: 0.0 for k in accum}
+      accum = {k: np.float32(0) for k in accum}
       t_window, n_window = time.time(), 0
 
     if step % eval_every == 0 or step == total_steps:
@@ -478,7 +479,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
 
     if step == total_steps or step % ckpt_every == 0:
       manager.save(step, args=ocp.args.StandardSave(
-          {"state": state, "accum": {k: np.float32(v) for k, v in accum.items()}}), force=True)
+          {"state": state, "accum": accum}), force=True)
 
   manager.wait_until_finished()
   manager.close()
