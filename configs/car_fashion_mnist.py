@@ -26,7 +26,7 @@ def car_section() -> ml_collections.ConfigDict:
   car.train_examples = 0  # 0 = the whole train split (scoring set + fine-tuning data)
   car.eval_examples = 0  # 0 = the whole test split
   car.eval_batch_size = 500
-  car.masks_per_call = 16  # masks vmap-ed per call when evaluating the curves
+  car.masks_per_call = 32  # masks vmap-ed per call when evaluating the curves
   car.finetune = ml_collections.ConfigDict()
   car.finetune.enabled = True
   car.finetune.steps = 500

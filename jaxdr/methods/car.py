@@ -267,10 +267,11 @@ def carc_index(scores: Scores) -> np.ndarray:
 
 def evaluate_masks(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray,
                    stacked: Mapping[str, np.ndarray], *, num_classes: int, batch_size: int = 1000,
-                   masks_per_call: int = 16,
+                   masks_per_call: int = 16, reuse: bool = True,
                    mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
   """Accuracy [M] of M masks (``stacked``: gate key -> [M, C]): ``masks_per_call`` masks at a
-  time are `vmap`-ed and sharded over the devices, for each batch of images."""
+  time are `vmap`-ed and sharded over the devices, for each batch of images. Masks of a single
+  gate reuse the prefix and the consumers' per-channel contributions (`masked_logits`)."""
   stacked = {k: np.asarray(v, np.float32) for k, v in stacked.items()}
   m = {v.shape[0] for v in stacked.values()}
   if len(m) != 1:
@@ -281,7 +282,8 @@ def evaluate_masks(model: nn.Module, variables: PyTree, images: np.ndarray, labe
   chunk = max(n_dev, -(-min(masks_per_call, m) // n_dev) * n_dev)
   pad = (-m) % chunk
   stacked = {k: np.concatenate([v, np.ones((pad, v.shape[1]), np.float32)]) for k, v in stacked.items()}
-  fn = _mask_evaluator(model, num_classes, mesh)
+  fn = _mask_evaluator(model, num_classes, mesh, next(iter(stacked)) if len(stacked) == 1 else None,
+                       reuse)
   images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
   batch_size = min(batch_size, images.shape[0])
   correct = np.zeros((m + pad,), np.float64)
@@ -308,13 +310,41 @@ def accuracy(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np
                               {k: np.asarray(v)[None] for k, v in mask.items()}, **kw)[0])
 
 
+def masked_logits(model: nn.Module, variables: PyTree, images: jnp.ndarray, key: str,
+                  gates: jnp.ndarray, reuse: bool = True) -> jnp.ndarray:
+  """Logits [M, N, K] under M gate vectors ``gates`` [M, C] of gate ``key`` (others open).
+
+  With ``reuse`` the consumers' pre-activation is linear in the gate: every channel's
+  contribution P_c is computed once ([C, ...], one consumer's worth of work in total) and a
+  mask costs ``out - sum_c (1 - m_c) P_c`` instead of the consumer's whole conv."""
+  graph = models.describe(model)
+  channels = graph.gate(key).channels
+  if not (reuse and _reusable(graph, key)):
+    return jax.vmap(lambda g: models.apply(model, variables, images, {key: g}))(gates)
+  conv_paths, dense_paths = _consumer_paths(graph, key)
+  store: dict = {}
+  with nn.intercept_methods(_capture(conv_paths, dense_paths, store)):
+    models.apply(model, variables, images, {key: jnp.ones((channels,), jnp.float32)})
+  parts = {path: jax.vmap(lambda c, m=module, a=args: _channel_contribution(m, a, c, variables, channels))(
+      jnp.arange(channels)) for path, (module, args, _) in store.items()}
+
+  def one(gate):
+    supplied = {path: out - jnp.tensordot(1.0 - gate, parts[path], axes=1)
+                for path, (_, _, out) in store.items()}
+    with nn.intercept_methods(_replace(supplied)):
+      return models.apply(model, variables, images, {key: gate})
+
+  return jax.vmap(one)(gates)
+
+
 @functools.lru_cache(maxsize=16)
-def _mask_evaluator(model, num_classes, mesh):
+def _mask_evaluator(model, num_classes, mesh, key, reuse):
   def per_device(variables, stacked, images, labels):
-    def one(mask):
-      counts, _ = _count(models.apply(model, variables, images, mask), labels, num_classes)
-      return counts.sum()
-    return jax.vmap(one)(stacked)
+    if key is not None:
+      logits = masked_logits(model, variables, images, key, stacked[key], reuse)
+    else:
+      logits = jax.vmap(lambda mask: models.apply(model, variables, images, mask))(stacked)
+    return jax.vmap(lambda l: _count(l, labels, num_classes)[0].sum())(logits)
   return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(), P()),
                                out_specs=P(AXIS), check_vma=False))
 
