@@ -112,6 +112,12 @@ def test_reuse_equals_full_recomputation(make, key):
     m[key][j] = 0.0
     np.testing.assert_allclose(fast[j + 1], models.apply(model, variables, x, m), atol=2e-5, rtol=1e-5)
   assert float(jnp.abs(fast[1] - fast[0]).max()) > 1e-4
+  # Arbitrary (even continuous) gate vectors: per-channel contributions computed once.
+  gates = np.random.default_rng(1).uniform(size=(3, c)).astype(np.float32)
+  gates[0] = (gates[0] > 0.5)
+  np.testing.assert_allclose(car.masked_logits(model, variables, x, key, gates, reuse=True),
+                             car.masked_logits(model, variables, x, key, gates, reuse=False),
+                             atol=2e-5, rtol=1e-5)
 
 
 class HandBuilt(layers.Backbone):
