@@ -89,4 +89,10 @@ def load_model(directory) -> Tuple[nn.Module, Dict[str, Any]]:
   except Exception as e:  # orbax raises many types for unreadable / mismatched files
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise CheckpointError(f"corrupt or mismatched checkpoint {directory / VARIABLES_DIR}: {msg}") from e
-  return model, jax.tree.map(jnp.asarray, dict(variables))
+  variables = dict(variables)
+  got = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), variables)
+  want = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), abstract)
+  if got != want:
+    raise CheckpointError(f"checkpoint {directory / VARIABLES_DIR} does not match the model in "
+                          f"{MODEL_FILE} (variable shapes differ)")
+  return model, jax.tree.map(jnp.asarray, variables)
