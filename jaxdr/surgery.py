@@ -97,11 +97,8 @@ def plan(graph: Graph, mask: Optional[Mapping[str, Any]], strict: bool = True) -
           f"coupled channel is removable only when closed at every gate point of its space "
           f"({partial.size} such channel(s); strict=False keeps them masked)")
     keep_space[space] = ~every
-  for space, keep in keep_space.items():
-    if not keep.any():
-      keep[0] = True
   space_of = {p.key: p.space for p in graph.gates}
-  folds: Dict[str, np.ndarray] = {}
+  ties = []  # (depthwise layer, input space, own space, channels closed at its own gate)
   for layer in graph.layers:
     if not layer.depthwise:
       continue
@@ -111,14 +108,21 @@ def plan(graph: Graph, mask: Optional[Mapping[str, Any]], strict: bool = True) -
       continue
     s_in = space_of[layer.src]
     in_closed, out_closed = ~keep_space[s_in], closed[layer.dst]
-    in_private = (not graph.gate(layer.src).coupled
-                  and [l.key for l in graph.consumers(layer.src)] == [layer.key])
     removed = in_closed & out_closed
-    if in_private:
-      removed |= out_closed
     if _foldable(graph, layer, mask):
       removed |= in_closed
-    keep_space[s_in] = keep_space[s_in] | ~removed
+    in_private = (not graph.gate(layer.src).coupled
+                  and [l.key for l in graph.consumers(layer.src)] == [layer.key])
+    if in_private:  # the input channel exists only for this layer: it goes with it
+      keep_space[s_in] = ~(removed | out_closed)
+    else:  # other consumers may need it: remove no more than was already removable
+      keep_space[s_in] = keep_space[s_in] | ~removed
+    ties.append((layer, s_in, s_out, out_closed))
+  for keep in keep_space.values():
+    if not keep.any():
+      keep[0] = True
+  folds: Dict[str, np.ndarray] = {}
+  for layer, s_in, s_out, out_closed in ties:
     keep_space[s_out] = keep_space[s_in].copy()
     folds[layer.key] = ~keep_space[s_in] & ~out_closed
   keep = {p.key: keep_space[p.space] for p in graph.gates}

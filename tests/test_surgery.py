@@ -23,13 +23,25 @@ TINY = {
     "mobilenet_v2_1.4": (dict(image_size=32, width=0.1), dict(head_width=64)),
     "mobilenet_v2_cifar": (dict(image_size=16, width=0.125), dict(head_width=64)),
 }
-# Same code paths as a shallower model above (only more blocks): run with -m slow.
-DEEP_TWINS = {"resnet56", "resnet110", "resnet101", "mobilenet_v2_1.4"}
+# MobileNetV2 cut to 5 blocks (t=1 block, stride-2 and residual blocks): the depthwise
+# cases at a fraction of the compile time.
+SHORT_MOBILENET = (dict(image_size=16, width=0.125),
+                   dict(head_width=64, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2))))
+# Same code paths as a cheaper model above (more blocks / other widths and strides only):
+# resnet18 ~ resnet20, resnet56/110 ~ resnet20, resnet101 ~ resnet50, mobilenet_v2(_1.4) ~
+# mobilenet_v2_cifar. Run them with -m slow.
+TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4"}
 
 
 def tiny(name):
-  kwargs, fields = TINY.get(name, (dict(image_size=32, width=0.125), {}))
-  return models.create(name, num_classes=5, **kwargs).clone(**fields)
+  """XLA convs (fewer ops than im2col; eager tests compile every op once) except VGG-16,
+  which keeps 'auto' so the im2col path is sliced too."""
+  if name == "mobilenet_short":
+    name, (kwargs, fields) = "mobilenet_v2_cifar", SHORT_MOBILENET
+  else:
+    kwargs, fields = TINY.get(name, (dict(image_size=32, width=0.125), {}))
+  impl = "auto" if name == "vgg16" else "xla"
+  return models.create(name, num_classes=5, conv_impl=impl, **kwargs).clone(**fields)
 
 
 def random_variables(model, seed):
@@ -89,28 +101,43 @@ def assert_close(actual, expected):
 
 
 def _all_names():
-  return [pytest.param(n, marks=pytest.mark.slow) if n in DEEP_TWINS else n for n in models.names()]
+  return [pytest.param(n, marks=pytest.mark.slow) if n in TWINS else n for n in models.names()]
 
 
-@pytest.mark.parametrize("name", _all_names())
-def test_sliced_equals_masked_every_model(name):
+def _check_sliced_equals_masked(name, seeds, soft):
   model, variables, x = setup(name)
   graph = models.describe(model)
   full = models.apply(model, variables, x)
-  for seed, soft in ((0, False), (1, True)):
+  for seed in seeds:
     mask = random_mask(graph, seed, soft=soft)
     masked = models.apply(model, variables, x, mask)
     assert float(jnp.max(jnp.abs(masked - full))) > 1e-4, "mask had no effect: test is vacuous"
     small, small_vars, rest = surgery.slice_model(model, variables, mask)
     assert costs.param_count(small_vars) < costs.param_count(variables)
     assert costs.param_count(small_vars) == costs.count(small).params
+    reported = costs.count(model, mask, mode="physical")  # what physical mode promised
+    for small_mask in (None, rest):
+      realised = costs.count(small, small_mask, mode="physical")
+      assert (realised.params, realised.macs) == (reported.params, reported.macs)
+    assert reported.macs < costs.count(model).macs
     assert_close(models.apply(small, small_vars, x, rest), masked)
     for key, gate in rest.items():  # what remains: continuous gates or unremovable channels
       g = np.asarray(gate)
       assert soft or not np.any((g != 0) & (g != 1)), key
 
 
-@pytest.mark.parametrize("name", ["lenet5", "vgg16", "resnet20", "mobilenet_v2_cifar"])
+@pytest.mark.parametrize("name", _all_names())
+def test_sliced_equals_masked_every_model(name):
+  """One random mask per model (seed from its name), with some continuous gate values."""
+  _check_sliced_equals_masked(name, [models.names().index(name)], soft=True)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20"])
+def test_sliced_equals_masked_several_seeds(name):
+  _check_sliced_equals_masked(name, [20, 21, 22], soft=False)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20", "mobilenet_short"])
 def test_sliced_equals_masked_train_mode(name):
   """Batch statistics too. Depthwise inputs are closed with their gates: folded constants are
   cancelled by the consumer's batch mean only up to float error of BN's fast variance."""
@@ -119,24 +146,12 @@ def test_sliced_equals_masked_train_mode(name):
   small, small_vars, rest = surgery.slice_model(model, variables, mask)
   masked, _ = models.apply(model, variables, x, mask, train=True)
   sliced, _ = models.apply(small, small_vars, x, rest, train=True)
-  assert_close(sliced, masked)
+  # Train-mode BN on 3 images (1x1 maps at the end) amplifies summation-order rounding.
+  scale = float(jnp.max(jnp.abs(masked)))
+  np.testing.assert_allclose(np.asarray(sliced), np.asarray(masked), rtol=1e-3, atol=1e-3 * scale)
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2_cifar", "alexnet"])
-def test_physical_costs_of_sliced_model_equal_reported(name):
-  model, variables, x = setup(name)
-  graph = models.describe(model)
-  mask = random_mask(graph, 3)
-  small, small_vars, rest = surgery.slice_model(model, variables, mask)
-  reported = costs.count(model, mask, mode="physical")
-  for small_mask in (None, rest):
-    realised = costs.count(small, small_mask, mode="physical")
-    assert (realised.params, realised.macs) == (reported.params, reported.macs)
-  assert costs.param_count(small_vars) == reported.params
-  assert reported.macs < costs.count(model).macs
-
-
-@pytest.mark.parametrize("name", ["vgg16", "resnet56", "mobilenet_v2_cifar"])
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_short"])
 def test_slicing_twice_equals_masking_twice(name):
   model, variables, x = setup(name)
   mask1 = random_mask(models.describe(model), 10)
@@ -164,7 +179,7 @@ def _stream_partial_mask(graph):
   return stream, points, {points[1].key: jnp.asarray(gate)}  # closed at one gate point only
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2_cifar"])
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_short"])
 def test_partial_residual_group(name):
   model, variables, x = setup(name)
   graph = models.describe(model)
@@ -187,8 +202,9 @@ def test_partial_residual_group(name):
 
 def test_depthwise_rules_fold_and_private_input():
   """Closed at expand only -> folded away (constant into project BN mean); closed at dw
-  only -> removed with its expand channel; the stem feeding a t=1 block's dw is private."""
-  model, variables, x = setup("mobilenet_v2_cifar")
+  only -> removed with its expand channel; a t=1 block's dw input (the stem) goes with the
+  dw channel when the stem feeds only that layer, else it stays masked."""
+  model, variables, x = setup("mobilenet_short")
   graph = models.describe(model)
   c = graph.gate("stage2_block0/expand").channels
   expand_only = np.ones(c, np.float32)
@@ -202,9 +218,10 @@ def test_depthwise_rules_fold_and_private_input():
   assert the_plan.keep["stage2_block0/expand"].sum() == c - 5
   assert np.array_equal(the_plan.keep["stage2_block0/expand"], the_plan.keep["stage2_block0/dw"])
   assert list(np.flatnonzero(the_plan.folds["stage2_block0/dw"])) == [0, 3]
-  assert the_plan.keep["stem"].sum() == 1  # private input of a t=1 dw: cut with it
+  # At this width the stem continues into stage 1's residual stream: not private, kept.
+  assert graph.gate("stem").coupled and the_plan.keep["stem"].all()
   small, small_vars, rest = surgery.slice_model(model, variables, mask)
-  assert rest == {}
+  assert list(rest) == ["stage1_block0/dw"]
   masked = models.apply(model, variables, x, mask)
   assert_close(models.apply(small, small_vars, x, rest), masked)
   # The fold matters: without it the sliced model is off.
@@ -213,6 +230,11 @@ def test_depthwise_rules_fold_and_private_input():
   assert graph_small.gate("stage2_block0/dw").channels == c - 5
   off = models.apply(small, unfolded, x, rest)
   assert float(jnp.max(jnp.abs(off - masked))) > 1e-3
+  # Width 0.5: the stem (16) feeds only the t=1 block's dw (its output is 8 wide): private.
+  wide = models.describe(models.create("mobilenet_v2_cifar", num_classes=5, width=0.5))
+  assert not wide.gate("stem").coupled
+  stem_plan = surgery.plan(wide, {"stage1_block0/dw": jnp.zeros(16).at[2].set(1.0)})
+  assert list(np.flatnonzero(stem_plan.keep["stem"])) == [2]
 
 
 def test_all_closed_space_keeps_one_masked_channel():
