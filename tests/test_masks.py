@@ -53,7 +53,7 @@ def test_every_gate_point_is_applied(name, tiny, images):
   assert float(jnp.max(jnp.abs(logits(random01) - ref))) > 1e-4 * scale
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet20", "lenet5"])
 def test_per_example_gates_under_vmap_equal_batched(name, tiny, images):
   model, variables = tiny(name)
   points = _gates(model)

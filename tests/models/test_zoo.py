@@ -70,13 +70,6 @@ def test_every_model_runs_on_28x28x1(name, tiny, images):
   assert np.all(np.isfinite(logits))
 
 
-def test_init_and_train_mode(images):
-  model = models.create("lenet5", image_size=28, input_channels=1, width=0.2, conv_impl="xla")
-  variables = models.init(model, jax.random.PRNGKey(0))
-  logits, state = models.apply(model, variables, images(2), train=True)
-  assert logits.shape == (2, 10) and state == {}
-
-
 @pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_v2_cifar"])
 def test_conv_impls_agree(name, tiny, images):
   """'xla', 'im2col' and 'auto' give the same logits (MobileNetV2's depthwise convs stay on XLA)."""
@@ -205,5 +198,8 @@ def test_alexnet_dropout_only_with_train_and_rng(tiny, images):
   eval_with_rng = model.apply(variables, x, None, False, rngs={"dropout": jax.random.PRNGKey(0)})
   dropped = model.apply(variables, x, None, True, rngs={"dropout": jax.random.PRNGKey(0)})
   np.testing.assert_array_equal(no_rng, eval_logits)
+  train_logits, new_state = models.apply(model, variables, x, train=True)  # no BN: no state
+  np.testing.assert_array_equal(train_logits, eval_logits)
+  assert new_state == {}
   np.testing.assert_array_equal(eval_with_rng, eval_logits)
   assert not np.allclose(dropped, eval_logits)
