@@ -203,3 +203,42 @@ def test_alexnet_dropout_only_with_train_and_rng(tiny, images):
   assert new_state == {}
   np.testing.assert_array_equal(eval_with_rng, eval_logits)
   assert not np.allclose(dropped, eval_logits)
+
+
+def _torch_reference(name, variables, x):
+  """The same network written in torch with our weights (kernels HWIO -> OIHW, fc1 rows
+  (h, w, c) -> (c, h, w)): pins layouts, paddings, pools and flatten order."""
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  p = jax.tree_util.tree_map(lambda a: torch.from_numpy(np.asarray(a).copy()), variables["params"])
+  conv = lambda t, k, **kw: F.conv2d(t, p[k]["kernel"].permute(3, 2, 0, 1), p[k]["bias"], **kw)
+
+  def dense(t, k, spatial=None):
+    w = p[k]["dense"]["kernel"]
+    if spatial is not None:  # rows (h, w, c) -> (c, h, w)
+      c = w.shape[0] // (spatial * spatial)
+      w = w.reshape(spatial, spatial, c, -1).permute(2, 0, 1, 3).reshape(c * spatial * spatial, -1)
+    return t.flatten(1) @ w + p[k]["dense"]["bias"]
+
+  t = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
+  with torch.no_grad():
+    if name == "lenet5":
+      t = F.max_pool2d(conv(t, "conv1"), 2)
+      t = F.max_pool2d(conv(t, "conv2"), 2)
+      return dense(F.relu(dense(t, "fc1", spatial=t.shape[-1])), "fc2").numpy()
+    t = F.max_pool2d(F.relu(conv(t, "conv1", stride=4, padding=2)), 3, 2)
+    t = F.max_pool2d(F.relu(conv(t, "conv2", padding=2)), 3, 2)
+    for k in ("conv3", "conv4", "conv5"):
+      t = F.relu(conv(t, k, padding=1))
+    t = F.adaptive_avg_pool2d(F.max_pool2d(t, 3, 2), 6)
+    t = F.relu(dense(F.relu(dense(t, "fc1", spatial=6)), "fc2"))
+    return dense(t, "fc3").numpy()
+
+
+@pytest.mark.parametrize("name,size", [("lenet5", 28), ("alexnet", 67)])
+def test_matches_torch_reference(name, size, tiny, images):
+  model, variables = tiny(name, image_size=size)
+  x = images(2, size=size)
+  ours = np.asarray(models.apply(model, variables, x))
+  np.testing.assert_allclose(ours, _torch_reference(name, variables, x), rtol=1e-4,
+                             atol=1e-4 * np.max(np.abs(ours)))
