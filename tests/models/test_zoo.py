@@ -242,3 +242,39 @@ def test_matches_torch_reference(name, size, tiny, images):
   ours = np.asarray(models.apply(model, variables, x))
   np.testing.assert_allclose(ours, _torch_reference(name, variables, x), rtol=1e-4,
                              atol=1e-4 * np.max(np.abs(ours)))
+
+
+def test_mobilenet_v2_matches_torch_reference(tiny, images):
+  """torchvision's forward (ConvBNReLU6, inverted residuals with a linear bottleneck and
+  `stride == 1 and inp == oup` shortcuts), written in torch with our weights."""
+  torch = pytest.importorskip("torch")
+  F = torch.nn.functional
+  model, variables = tiny("mobilenet_v2")
+  x = images(2)
+  to_t = lambda a: torch.from_numpy(np.array(a))
+  params, stats = variables["params"], variables["batch_stats"]
+
+  def unit(t, scope, stride=1, act=True):
+    p, s = params[scope[0]], stats[scope[0]]
+    for k in scope[1:]:
+      p, s = p[k], s[k]
+    w = to_t(p["kernel"]).permute(3, 2, 0, 1)
+    groups = t.shape[1] if scope[-1] == "dw" else 1
+    t = F.conv2d(t, w, stride=stride, padding=w.shape[-1] // 2, groups=groups)
+    t = F.batch_norm(t, to_t(s["bn"]["mean"]), to_t(s["bn"]["var"]), to_t(p["bn"]["scale"]),
+                     to_t(p["bn"]["bias"]), eps=1e-5)
+    return F.relu6(t) if act else t
+
+  t = to_t(x).permute(0, 3, 1, 2)
+  with torch.no_grad():
+    t = unit(t, ("stem",), stride=2)
+    for s, (expand, _, n, first_stride) in enumerate(mobilenet.IMAGENET_STAGES):
+      for b in range(n):
+        name, stride = f"stage{s + 1}_block{b}", first_stride if b == 0 else 1
+        y = unit(t, (name, "expand")) if expand != 1 else t
+        y = unit(unit(y, (name, "dw"), stride=stride), (name, "project"), act=False)
+        t = t + y if stride == 1 and y.shape == t.shape else y
+    t = unit(t, ("head",)).mean((2, 3))
+    ref = (t @ to_t(params["classifier"]["dense"]["kernel"]) + to_t(params["classifier"]["dense"]["bias"]))
+  ours = np.asarray(models.apply(model, variables, x))
+  np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-4, atol=1e-4 * np.max(np.abs(ours)))
