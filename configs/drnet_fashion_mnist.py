@@ -51,7 +51,9 @@ def drnet_defaults():
   d.superclass_subtasks = True  # also the dataset's superclasses of >= 2 classes
   d.random_2class = 20
   d.random_3class = 10
-  d.physical = True  # also cut each sub-network out with jaxdr.surgery
+  # Physically sliced sub-networks (jaxdr.surgery): their costs are always reported; also
+  # run them ('all' | 'named' | 'none' sub-tasks; one compile per new set of widths).
+  d.run_sliced = "named"
   d.eval_batch_size = 500
   d.test_limit = 0  # in-memory datasets: the first test_limit test images (0 = all)
   d.test_per_class = 50  # other datasets (ImageNet): validation images per pool class

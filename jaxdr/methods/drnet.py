@@ -367,19 +367,19 @@ def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], im
       "layer_channels": {k: list(v) for k, v in per_layer.items()},
   }
   rec["accuracy_drop"] = rec["full_accuracy"] - rec["sub_accuracy"]
-  if physical:
+  phys = costs.count(graph, mask, "physical")  # what surgery cuts (strict=False)
+  kept = surgery.removal_plan(graph, mask, strict=False)
+  rec.update({
+      "physical_params": float(phys.params / full_costs.params),
+      "physical_flops": float(phys.macs / full_costs.macs),
+      "physical_params_count": int(phys.params),
+      "physical_channels": sum(int(k.sum()) for k in kept.values()) / sum(g.channels for g in graph.gates),
+  })
+  if physical:  # run the sliced network too (one compile per new set of widths)
     sliced = runner.slice(mask)
     sliced_pred = np.argmax(runner.sliced_logits(sliced, x, classes), -1)
-    phys = costs.count(sliced[0])
-    rec.update({
-        "physical_params": float(phys.params / full_costs.params),
-        "physical_flops": float(phys.macs / full_costs.macs),
-        "physical_params_count": int(phys.params),
-        "physical_channels": sum(g.channels for g in models.describe(sliced[0]).gates) /
-                             sum(g.channels for g in graph.gates),
-        "sliced_accuracy": float(np.mean(sliced_pred == y)),
-        "sliced_agreement": float(np.mean(sliced_pred == sub_pred)),
-    })
+    rec.update({"sliced_accuracy": float(np.mean(sliced_pred == y)),
+                "sliced_agreement": float(np.mean(sliced_pred == sub_pred))})
   return rec
 
 
@@ -481,6 +481,7 @@ def _report_sections(full_row: dict, named: List[dict], randoms: List[dict], sum
            "Running FLOPs": f"{r['running_flops_count'] / 1e6:.2f}M ({_pct(r['running_flops'])})"}
     if "physical_params" in r:
       out["Sliced Param. / FLOPs"] = f"{_pct(r['physical_params'])} / {_pct(r['physical_flops'])}"
+    if "sliced_agreement" in r:
       out["Sliced == Masked"] = _pct(r["sliced_agreement"])
     return out
   from jaxdr import reporting  # pylint: disable=g-import-not-at-top
@@ -551,7 +552,9 @@ def run(config, workdir) -> dict:
   test_images, test_labels = test_images[keep], test_labels[keep]
   runner = SubtaskRunner(model, variables, int(section.get("eval_batch_size", 500)))
   full_logits = runner.logits(test_images)
-  physical = bool(section.get("physical", True))
+  run_sliced = section.get("run_sliced", "named")
+  if run_sliced not in ("all", "named", "none"):
+    raise ValueError(f"drnet.run_sliced must be 'all', 'named' or 'none', got {run_sliced!r}")
   full_costs = costs.count(models.describe(model))
   full_row = {"name": f"{len(pool)} classes", "classes": pool,
               "full_accuracy": float(np.mean(np.argmax(np.where(class_mask(pool, num_classes), full_logits,
@@ -561,6 +564,7 @@ def run(config, workdir) -> dict:
   full_row["sub_accuracy"] = full_row["full_accuracy"]
 
   def evaluate(classes, kind, name):
+    physical = run_sliced == "all" or (run_sliced == "named" and kind == "named")
     rec = evaluate_subtask(runner, civ, classes, test_images, test_labels, full_logits, section, physical)
     rec.update(kind=kind, name=name)
     logging.info("drnet: %-28s full %.4f sub %.4f channels %.3f params %.3f flops %.3f", name,
