@@ -128,7 +128,7 @@ def _steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 def learning_rate_schedule(train_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                            total_steps: int) -> optax.Schedule:
   """Linear warm-up from 0, then 'cosine' (to 0 at ``total_steps``), 'step' (x gamma at
-  each milestone epoch) or 'constant'."""
+  each milestone epoch), 'constant' or 'inv' (Caffe: x (1 + gamma * step) ** -power)."""
   base = float(train_cfg.learning_rate)
   warmup = int(round(train_cfg.get("warmup_epochs", 0) * steps_per_epoch))
   warmup = min(warmup, max(total_steps - 1, 0))
@@ -141,8 +141,11 @@ def learning_rate_schedule(train_cfg: ml_collections.ConfigDict, steps_per_epoch
     main = optax.piecewise_constant_schedule(base, bounds)
   elif kind == "constant":
     main = optax.constant_schedule(base)
+  elif kind == "inv":  # Caffe's lr_policy "inv": base * (1 + gamma * step) ** -power
+    gamma, power = float(train_cfg.gamma), float(train_cfg.power)
+    main = lambda step: base * (1.0 + gamma * step) ** (-power)
   else:
-    raise ValueError(f"train.schedule must be 'cosine', 'step' or 'constant', got {kind!r}")
+    raise ValueError(f"train.schedule must be 'cosine', 'step', 'constant' or 'inv', got {kind!r}")
   if not warmup:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
