@@ -99,7 +99,8 @@ def test_mobilenet_v2_describe():
   assert len(gates) == 17 * 3 - 1 + 2 and len(graph.layers) == 17 * 3 - 1 + 3
   assert "stage1_block0/expand" not in gates  # t=1: no expand conv
   dw = layers_by_key["stage1_block0/dw"]
-  assert (dw.src, dw.dst, dw.depthwise, dw.in_channels, dw.out_channels) == ("stem", "stage1_block0/dw", True, 32, 32)
+  assert (dw.src, dw.dst, dw.depthwise, dw.in_channels, dw.out_channels) == (
+      "stem", "stage1_block0/dw", True, 32, 32)
   for l in graph.layers:
     if l.path[-1] == "dw":
       block = l.key.rsplit("/", 1)[0]
@@ -164,7 +165,8 @@ def test_mobilenet_v2_linear_bottleneck(tiny, images):
 
 def test_lenet5_describe():
   graph = models.describe(models.create("lenet5", num_classes=10, image_size=28, input_channels=1))
-  assert [(g.key, g.channels, g.spatial) for g in graph.gates] == [("conv1", 20, (24, 24)), ("conv2", 50, (8, 8))]
+  assert [(g.key, g.channels, g.spatial) for g in graph.gates] == [
+      ("conv1", 20, (24, 24)), ("conv2", 50, (8, 8))]
   assert [(l.key, l.src, l.dst, l.in_channels, l.out_channels, l.in_positions) for l in graph.layers] == [
       ("conv1", None, "conv1", 1, 20, 1), ("conv2", "conv1", "conv2", 20, 50, 1),
       ("fc1", "conv2", None, 50, 500, 16), ("fc2", None, None, 500, 10, 1)]
@@ -178,7 +180,8 @@ def test_alexnet_describe():
       ("conv4", 256, (13, 13)), ("conv5", 256, (13, 13))]
   fc1 = [l for l in graph.layers if l.key == "fc1"][0]
   assert (fc1.src, fc1.in_channels, fc1.in_positions, fc1.out_channels) == ("conv5", 256, 36, 4096)
-  assert [(l.kernel, l.stride) for l in graph.layers if l.kind == "conv"] == [(11, 4), (5, 1), (3, 1), (3, 1), (3, 1)]
+  assert [(l.kernel, l.stride) for l in graph.layers if l.kind == "conv"] == [
+      (11, 4), (5, 1), (3, 1), (3, 1), (3, 1)]
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 6, 7, 13, 14])
