@@ -9,11 +9,11 @@ from jaxdr.methods import finetune
 
 
 def setup():
-  model = models.create("lenet5", num_classes=3, image_size=12, input_channels=1,
+  model = models.create("lenet5", num_classes=3, image_size=16, input_channels=1,
                         channels={"conv1": 3, "conv2": 4})
   variables = models.init(model, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  return model, variables, rng.normal(size=(16, 12, 12, 1)).astype(np.float32), rng.integers(0, 3, 16)
+  return model, variables, rng.normal(size=(16, 16, 16, 1)).astype(np.float32), rng.integers(0, 3, 16)
 
 
 def test_rate_labels_route_by_layer():
@@ -46,7 +46,7 @@ def test_finetune_lowers_the_loss_and_rejects_bad_input():
   loss = lambda v: float(np.mean(  # noqa: E731
       -jax.nn.log_softmax(models.apply(model, v, x))[np.arange(16), y]))
   tuned = finetune.finetune(model, variables, x, y, None, {}, finetune.FinetuneOptions(
-      steps=30, batch_size=16, default_lr=0.05), log=lambda _: None)
+      steps=30, batch_size=16, default_lr=0.01), log=lambda _: None)
   assert loss(tuned) < loss(variables)
   with pytest.raises(ValueError, match="unknown layers"):
     finetune.finetune(model, variables, x, y, None, {"nope": 1.0}, log=lambda _: None)
