@@ -1,4 +1,4 @@
-"""Quickstart (the README's main job): a quarter-width VGG-16 on Fashion-MNIST, CPU-sized.
+"""Quickstart (the README's main job): VGG-16 at 1/8 width on Fashion-MNIST, CPU-sized.
 
 Offline: Fashion-MNIST comes from the Debian package's files. Target: >= 92% test accuracy
 in <= 10 minutes on a 2-core CPU.

@@ -29,9 +29,9 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import math
+import os
 import time
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from absl import logging
 from etils import epath
@@ -77,7 +77,6 @@ def maybe_initialize_distributed(coordinator_address: str = "", num_processes: i
   Explicit arguments win; otherwise JAX's own auto-detection runs on Cloud TPU / SLURM /
   when ``JAX_COORDINATOR_ADDRESS`` is set. A single local process does nothing.
   """
-  import os  # pylint: disable=g-import-not-at-top
   if jax.distributed.is_initialized():
     return
   if coordinator_address:
@@ -257,7 +256,8 @@ def _pad(batch: Dict[str, np.ndarray], size: int) -> Dict[str, np.ndarray]:
   n = batch["label"].shape[0]
   if n == size:
     return batch
-  return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
+  return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
 
 
 def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variables: PyTree,
@@ -311,8 +311,8 @@ def train_batches(config: ml_collections.ConfigDict, start_step: int, steps_per_
   local_batch_size(bs)  # checks it splits over the devices
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
-    it = data.iterator(ds.name, data.info(ds.name).train_split, bs, train=True, seed=_epoch_seed(config.seed, epoch),
-                       data_dir=ds.get("data_dir", "") or None, image_size=int(ds.image_size),
+    it = data.iterator(ds.name, data.info(ds.name).train_split, bs, train=True,
+                       seed=_epoch_seed(config.seed, epoch), data_dir=ds.get("data_dir", "") or None, image_size=int(ds.image_size),
                        process_index=jax.process_index(), process_count=jax.process_count())
     got = 0
     for batch in itertools.islice(it, offset, steps_per_epoch):
@@ -445,17 +445,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
   t_window, n_window, timed_images = time.time(), 0, 0
   timed_seconds = 0.0
   first_step = True
+  pending = []
   step = start
   for step in range(start + 1, total_steps + 1):
     batch = global_batch(mesh, next(batches))
     state, sums = step_fn(state, batch)
-    sums = jax.device_get(sums)
-    accum = {k: np.float32(accum[k] + np.float32(sums[k])) for k in accum}
+    pending.append(sums)  # fetched at log / checkpoint steps: no host sync every step
     n_window += int(config.train.batch_size)
     if first_step:  # leave compilation out of the throughput
+      jax.block_until_ready(sums)
       t_window, n_window, first_step = time.time(), 0, False
 
-    if step % log_every == 0 or step == total_steps:
+    is_log = step % log_every == 0 or step == total_steps
+    is_ckpt = step % ckpt_every == 0 or step == total_steps
+    if is_log or is_ckpt:
+      for sums in jax.device_get(pending):  # in step order: float32 sums as an unbatched loop
+        accum = {k: np.float32(accum[k] + np.float32(sums[k])) for k in accum}
+      pending = []
+    if is_log:
       now = time.time()
       ips = n_window / max(now - t_window, 1e-9) if n_window else float("nan")
       if n_window:
@@ -480,7 +487,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> Dict[str, 
                    eval_metrics["test_loss"], eval_metrics["test_accuracy"])
       t_window, n_window = time.time(), 0
 
-    if step == total_steps or step % ckpt_every == 0:
+    if is_ckpt:
       manager.save(step, args=ocp.args.StandardSave(
           {"state": state, "accum": accum}), force=True)
 
