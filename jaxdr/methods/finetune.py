@@ -107,14 +107,14 @@ def finetune(model, variables: PyTree, images: np.ndarray, labels: np.ndarray,
              log: Callable[[str], None] = print) -> PyTree:
   """Trains ``variables`` under ``mask`` for ``options.steps`` SGD steps on random batches of
   (images [N, H, W, C], labels [N]); returns the new variables."""
-  images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
-  if images.shape[0] != labels.shape[0] or images.shape[0] < options.batch_size:
-    raise ValueError(f"need at least batch_size={options.batch_size} matching images and labels, "
-                     f"got {images.shape[0]} images and {labels.shape[0]} labels")
   graph = models.describe(model)
   unknown = sorted(set(layer_lrs) - {l.key for l in graph.layers})
   if unknown:
     raise ValueError(f"unknown layers in layer_lrs: {unknown}")
+  images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
+  if images.shape[0] != labels.shape[0] or images.shape[0] < options.batch_size:
+    raise ValueError(f"need at least batch_size={options.batch_size} matching images and labels, "
+                     f"got {images.shape[0]} images and {labels.shape[0]} labels")
   variables = dict(variables)
   tx = per_layer_optimizer(variables["params"], layer_lrs, options)
   opt_state = tx.init(variables["params"])
