@@ -66,6 +66,7 @@ def single(env, tmp_path_factory):
   return _results(workdir)
 
 
+@pytest.mark.slow  # the 2-process test below covers the same sharded step
 def test_two_local_devices_match_one(env, single, tmp_path):
   e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   proc = subprocess.run(_main(tmp_path / "w", e), cwd=REPO, env=e, capture_output=True, text=True,
