@@ -336,28 +336,31 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
 
 
 class MetricWriter:
-  """Scalars to TensorBoard event files (tensorboardX) and ``metrics.jsonl``; process 0 only."""
+  """Scalars to TensorBoard event files (tensorboardX) and ``metrics.jsonl``; process 0 only.
+
+  ``metrics.jsonl`` is rewritten whole (tmp + rename) on every write: it stays valid if the
+  run is killed, and works on object stores (gs://) that cannot append.
+  """
 
   def __init__(self, workdir: epath.Path, resume_step: int):
     self._active = jax.process_index() == 0
     self._path = workdir / "metrics.jsonl"
     self._tb = None
-    if not self._active:
-      return
-    if self._path.exists():  # drop records of steps that will be re-run after a resume
-      kept = [l for l in self._path.read_text().splitlines()
-              if l.strip() and json.loads(l)["step"] <= resume_step]
-      self._path.write_text("".join(l + "\n" for l in kept))
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-    self._tb = tensorboardX.SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step + 1)
+    self._records = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    if self._active:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(str(workdir / "tensorboard"),
+                                            purge_step=resume_step + 1)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self._active:
       return
     for k, v in scalars.items():
       self._tb.add_scalar(k, v, step)
-    with self._path.open("a") as f:
-      f.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._records.append({"step": step, **scalars})
+    tmp = self._path.parent / (self._path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in self._records))
+    tmp.replace(self._path)
 
   def close(self):
     if self._tb is not None:
