@@ -214,6 +214,9 @@ def main():
       "; reference correct counts jax/torch: " + ", ".join(
       f"{runs[devices[0]]['cases'][n]['reference_correct']:.0f}/{torch_res['cases'][n]['reference_correct']}"
       for n, *_ in CASES) + ".\n")
+  lines.append("Device scaling: forced CPU devices share the machine's cores, and one XLA CPU device already "
+               "uses all of them (intra-op threads), so extra forced devices only show scaling where each "
+               "device has its own cores or accelerator.\n")
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "w") as f:
     f.write("\n".join(lines))
