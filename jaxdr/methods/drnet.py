@@ -268,6 +268,14 @@ def masked_softmax(logits: jnp.ndarray, in_task: jnp.ndarray) -> jnp.ndarray:
   return jax.nn.softmax(masked_logits(logits, in_task), axis=-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_forward(model):
+  """jit(variables, images, mask, in_task -> masked-softmax logits), shared per model."""
+  def fwd(variables, images, mask, in_task):
+    return masked_logits(models.apply(model, variables, images, mask), in_task)
+  return jax.jit(fwd)
+
+
 class SubtaskRunner:
   """Runs sub-tasks of one trained model, masked or physically sliced.
 
@@ -280,15 +288,9 @@ class SubtaskRunner:
     self.model, self.variables, self.batch_size = model, variables, batch_size
     self.graph = models.describe(model)
     self.num_classes = model.num_classes
-    self._masked = jax.jit(self._forward(model))
+    self._masked = _compiled_forward(model)
     self._sliced_fns: Dict[Any, Any] = {}
     self.sliced_compiles = 0
-
-  @staticmethod
-  def _forward(model):
-    def fwd(variables, images, mask, in_task):
-      return masked_logits(models.apply(model, variables, images, mask), in_task)
-    return fwd
 
   def _full_mask(self, mask: Optional[Mapping[str, Any]], graph=None) -> masks.Mask:
     graph = graph or self.graph
@@ -323,7 +325,7 @@ class SubtaskRunner:
     small, small_vars, rest = sliced
     key = small.channels
     if key not in self._sliced_fns:
-      self._sliced_fns[key] = jax.jit(self._forward(small))
+      self._sliced_fns[key] = _compiled_forward(small)
       self.sliced_compiles += 1
     in_task = jnp.asarray(class_mask(classes, self.num_classes))
     return self._batched(self._sliced_fns[key], small_vars, images, rest, in_task)
@@ -337,10 +339,37 @@ def _open_fraction(graph, mask) -> Tuple[float, Dict[str, Tuple[int, int]]]:
   return sum(k for k, _ in per.values()) / sum(t for _, t in per.values()), per
 
 
+def calibrate_fraction(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], images: np.ndarray,
+                       labels: np.ndarray, fractions: Sequence[float], tolerance: float,
+                       combine: str = "union", min_channels: int = 0) -> float:
+  """The smallest keep fraction (of ``fractions``, by bisection) whose sub-network loses at most ``tolerance``
+  accuracy against the full network on ``images`` of the sub-task (training images: the
+  per-sub-task tuning of union_thr that DRNet section 4.3 describes, done without test data)."""
+  keep = np.isin(labels, classes)
+  x, y = images[keep], labels[keep]
+  full = np.mean(np.argmax(runner.logits(x, None, classes), -1) == y)
+
+  def good(f):
+    mask = cciv(civ, classes, combine, keep_fraction=f, min_channels=min_channels)
+    return full - np.mean(np.argmax(runner.logits(x, mask, classes), -1) == y) <= tolerance
+  fractions = sorted(fractions)
+  lo, hi = 0, len(fractions)  # binary search: accuracy grows with the fraction (nearly always)
+  while lo < hi:
+    mid = (lo + hi) // 2
+    if good(fractions[mid]):
+      hi = mid
+    else:
+      lo = mid + 1
+  return float(fractions[lo]) if lo < len(fractions) else 1.0
+
+
 def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], images: np.ndarray,
                      labels: np.ndarray, full_logits: np.ndarray, section: Mapping[str, Any],
-                     physical: bool = True) -> dict:
-  """Accuracies and running costs of one sub-task on its test images (see module docstring)."""
+                     physical: bool = True, calibration: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                     ) -> dict:
+  """Accuracies and running costs of one sub-task on its test images (see module docstring).
+  With ``section.calibrate_tolerance`` > 0 the keep fraction is chosen per sub-task on the
+  ``calibration`` (training) images with `calibrate_fraction`."""
   graph = runner.graph
   classes = check_classes(classes, runner.num_classes)
   keep = np.isin(labels, classes)
@@ -349,9 +378,16 @@ def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], im
   x, y = images[keep], labels[keep]
   combine = section.get("combine", "union")
   thr = section.get("union_thr") if combine == "union" else section.get("xor_thr")
-  mask = cciv(civ, classes, combine=combine, threshold=thr,
-              keep_fraction=float(section.get("keep_fraction", 0.0) or 0.0),
-              min_channels=int(section.get("min_channels", 0)))
+  keep_fraction = float(section.get("keep_fraction", 0.0) or 0.0)
+  min_channels = int(section.get("min_channels", 0))
+  tolerance = float(section.get("calibrate_tolerance", 0.0) or 0.0)
+  if tolerance > 0:
+    if calibration is None:
+      raise ValueError("drnet.calibrate_tolerance > 0 needs calibration (training) images")
+    keep_fraction = calibrate_fraction(runner, civ, classes, *calibration,
+                                       tuple(section.calibrate_fractions), tolerance, combine, min_channels)
+  mask = cciv(civ, classes, combine=combine, threshold=thr, keep_fraction=keep_fraction,
+              min_channels=min_channels)
   in_task = class_mask(classes, runner.num_classes)
   full_pred = np.argmax(np.where(in_task, full_logits[keep], -np.inf), -1)
   sub_pred = np.argmax(runner.logits(x, mask, classes), -1)
@@ -364,6 +400,7 @@ def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], im
       "running_params": float(masked.params / full_costs.params),
       "running_flops": float(masked.macs / full_costs.macs),
       "running_params_count": int(masked.params), "running_flops_count": int(masked.macs),
+      "keep_fraction": keep_fraction or None,
       "layer_channels": {k: list(v) for k, v in per_layer.items()},
   }
   rec["accuracy_drop"] = rec["full_accuracy"] - rec["sub_accuracy"]
@@ -536,7 +573,7 @@ def run(config, workdir) -> dict:
   civ = dissection.run(variables, train_images, train_labels, indices, int(section.batch_size),
                        int(section.get("save_every", 1)))
   dissect_s = time.time() - t0
-  del train_images
+  calibration = (train_images, train_labels)  # the dissection images (N per class)
   np.savez(str(workdir / "civ.npz"), **{k.replace("/", "__"): v for k, v in civ.items()})
   if stage == "dissect":
     return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s}
@@ -565,7 +602,8 @@ def run(config, workdir) -> dict:
 
   def evaluate(classes, kind, name):
     physical = run_sliced == "all" or (run_sliced == "named" and kind == "named")
-    rec = evaluate_subtask(runner, civ, classes, test_images, test_labels, full_logits, section, physical)
+    rec = evaluate_subtask(runner, civ, classes, test_images, test_labels, full_logits, section, physical,
+                           calibration)
     rec.update(kind=kind, name=name)
     logging.info("drnet: %-28s full %.4f sub %.4f channels %.3f params %.3f flops %.3f", name,
                  rec["full_accuracy"], rec["sub_accuracy"], rec["running_channels"],

@@ -117,6 +117,10 @@ def test_sliced_subnetwork_equals_masked_subnetwork(name):
     else:
       assert physical.params == masked_cost.params
   assert runner._masked._cache_size() == 1  # switching sub-tasks reused the compiled function
+  # Per-sub-task calibration: the smallest fraction within tolerance (any, with a huge one).
+  labels = np.array([0, 2, 0, 2, 0, 2])
+  assert drnet.calibrate_fraction(runner, civ, (0, 2), images, labels, (0.9, 0.3, 0.6), 1.0) == 0.3
+  assert drnet.calibrate_fraction(runner, civ, (0, 2), images, labels, (0.9, 0.3, 0.6), -1.0) == 1.0
 
 
 def test_sliced_networks_are_cached_by_shape():
