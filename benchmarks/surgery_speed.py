@@ -8,7 +8,7 @@ Masks: every channel space (residual streams as a whole) closes the same fractio
 channels (its last ones: timing does not depend on which); the fraction is bisected until
 the physically realised MACs hit the target.
 
-    python benchmarks/surgery_speed.py [--conv_impl=auto] [--out=benchmarks/results/surgery_speed.md]
+    python benchmarks/surgery_speed.py [--runs=vgg16:auto,resnet56:xla] [--repeats=7] [--out=benchmarks/results/surgery_speed.md]
 """
 from __future__ import annotations
 
@@ -23,14 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdr import costs, masks, models, surgery
+from jaxdr.models import layers
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["vgg16", "resnet56"], "Zoo models to time.")
+flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
+                  "model:conv_impl pairs to time (conv_impl in xla | im2col | auto).")
 flags.DEFINE_list("targets", ["0.3", "0.5", "0.7"], "Fractions of MACs to remove.")
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported).")
-flags.DEFINE_string("conv_impl", "auto", "Conv implementation: xla | im2col | auto.")
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
+flags.DEFINE_bool("conv_table", True, "Also time single 3x3 convs (XLA vs im2col) at full and "
+                  "sliced widths: which conv implementation is faster for which shapes.")
+# (map size, channels) of ResNet-56's and VGG-16's 3x3 convs at 32x32; kept channel fractions
+# (a uniform keep k removes about 1 - k^2 of the MACs: 0.84 ~ 30%, 0.7 ~ 50%, 0.55 ~ 70%).
+CONV_SHAPES = ((32, 16), (16, 32), (8, 64), (32, 64), (16, 128), (8, 256), (4, 512), (2, 512))
+CONV_KEEP = (1.0, 0.7, 0.55)
 
 
 def uniform_mask(graph, fraction: float):
@@ -74,40 +81,74 @@ def time_forward(model, variables, mask, batch: int, repeats: int) -> float:
   return statistics.median(times)
 
 
+def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: int) -> float:
+  """Median seconds of one jitted 3x3 stride-1 conv [batch, size, size, cin] -> cout."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, cin))
+  k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, cin, cout))
+  f = jax.jit(lambda x, k: layers.conv2d(x, k, stride=1, padding=1, groups=1, impl=impl))
+  f(x, k).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(x, k).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def conv_table(batch: int) -> list:
+  """Markdown rows: per VGG conv shape and kept fraction, XLA vs im2col time at ``batch``."""
+  lines = [f"## Which conv implementation is faster where (3x3 conv, batch {batch})", "",
+           f"`auto` uses im2col at or below {layers.AUTO_IM2COL_MAX_PIXELS} output pixels on CPU.", "",
+           "| map | channels in->out | MACs (M) | XLA ms | im2col ms | XLA / im2col | auto picks |",
+           "|---|---|---|---|---|---|---|"]
+  for size, width in CONV_SHAPES:
+    for keep in CONV_KEEP:
+      c = max(1, int(round(width * keep)))
+      xla = time_conv(size, c, c, batch, "xla", FLAGS.repeats)
+      im2col = time_conv(size, c, c, batch, "im2col", FLAGS.repeats)
+      macs = 9 * c * c * size * size * batch / 1e6
+      pick = "im2col" if size * size <= layers.AUTO_IM2COL_MAX_PIXELS else "xla"
+      lines.append(f"| {size}x{size} | {c}->{c} | {macs:.0f} | {xla * 1e3:.2f} | {im2col * 1e3:.2f} | "
+                   f"{xla / im2col:.2f} | {pick} |")
+      print(lines[-1], flush=True)
+  return lines
+
+
 def main(argv):
   del argv
   batches = [int(b) for b in FLAGS.batch_sizes]
   load_before = os.getloadavg()
   rows = []
-  for name in FLAGS.models:
-    model = models.create(name, num_classes=10, image_size=32, conv_impl=FLAGS.conv_impl)
+  for name, impl in (run.split(":") for run in FLAGS.runs):
+    model = models.create(name, num_classes=10, image_size=32, conv_impl=impl)
     variables = models.init(model, jax.random.PRNGKey(0))
     full_macs = costs.count(model).macs
     for target in (float(t) for t in FLAGS.targets):
       mask, saved = mask_for_target(model, target)
       small, small_vars, rest = surgery.slice_model(model, variables, mask)
       small_macs = costs.count(small).macs
-      row = dict(model=name, target=target, saved=saved, ratio=full_macs / small_macs)
+      row = dict(model=name, impl=impl, target=target, saved=saved, ratio=full_macs / small_macs)
       for b in batches:
         masked = time_forward(model, variables, mask, b, FLAGS.repeats)
         sliced = time_forward(small, small_vars, rest, b, FLAGS.repeats)
         row[b] = (masked, sliced)
-        print(f"{name} -{target:.0%} batch {b}: masked {masked * 1e3:.1f} ms, sliced "
+        print(f"{name} ({impl}) -{target:.0%} batch {b}: masked {masked * 1e3:.1f} ms, sliced "
               f"{sliced * 1e3:.1f} ms, speedup {masked / sliced:.2f}x (MACs ratio {row['ratio']:.2f})",
               flush=True)
       rows.append(row)
+  extra = conv_table(max(batches)) if FLAGS.conv_table else []
   load_after = os.getloadavg()
-  write_table(rows, batches, load_before, load_after)
+  write_table(rows, batches, load_before, load_after, extra)
 
 
-def write_table(rows, batches, load_before, load_after):
-  head = ["model", "MACs removed (target)", "FLOPs ratio full/sliced"]
+def write_table(rows, batches, load_before, load_after, extra=()):
+  head = ["model", "conv impl", "MACs removed (target)", "FLOPs ratio full/sliced"]
   for b in batches:
     head += [f"masked ms @{b}", f"sliced ms @{b}", f"speedup @{b}"]
   head += [f"speedup / FLOPs ratio @{b}" for b in batches]
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
-           f"--conv_impl={FLAGS.conv_impl}`; jax {jax.__version__}, backend {jax.default_backend()}, "
+           f"--runs={','.join(FLAGS.runs)}`; jax {jax.__version__}, backend {jax.default_backend()}, "
            f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}). Median of "
            f"{FLAGS.repeats} calls after 2 warm-up calls. CIFAR shapes: 32x32x3, 10 classes.", "",
            f"**Shared machine**: other agents were using the same cores (load average "
@@ -115,12 +156,13 @@ def write_table(rows, batches, load_before, load_after):
            f"noisy; masked and sliced are timed back to back to keep the comparison fair.", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    cells = [r["model"], f"{r['saved']:.1%} ({r['target']:.0%})", f"{r['ratio']:.2f}"]
+    cells = [r["model"], r["impl"], f"{r['saved']:.1%} ({r['target']:.0%})", f"{r['ratio']:.2f}"]
     for b in batches:
       m, s = r[b]
       cells += [f"{m * 1e3:.1f}", f"{s * 1e3:.1f}", f"{m / s:.2f}x"]
     cells += [f"{r[b][0] / r[b][1] / r['ratio']:.2f}" for b in batches]
     lines.append("| " + " | ".join(cells) + " |")
+  lines += [""] + list(extra)
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
   with open(FLAGS.out, "w") as f:
     f.write("\n".join(lines) + "\n")
