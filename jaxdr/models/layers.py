@@ -18,9 +18,11 @@ from jaxdr import masks
 
 ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
 CONV_IMPLS = ("xla", "im2col", "auto")
-# XLA's CPU convolution is pathologically slow on small maps with many channels
-# (shared/STACK.md); at or below this many output pixels 'auto' uses im2col + matmul.
-AUTO_IM2COL_MAX_PIXELS = 64
+# XLA's CPU convolution is pathologically slow on tiny maps with many channels (VGG-16's
+# 2x2 block: 150x slower than im2col at batch 128), while on 4x4 and larger maps it beats
+# im2col (benchmarks/results/surgery_speed.md); at or below this many output pixels 'auto'
+# uses im2col + matmul on CPU.
+AUTO_IM2COL_MAX_PIXELS = 4
 
 
 def path_key(path) -> str:
