@@ -222,7 +222,9 @@ def slice_model(model: nn.Module, variables: Mapping[str, Any], mask: Optional[M
   ``mask``: ``apply(small, small_vars, x, rest) == apply(model, variables, x, mask)``.
 
   The small model is ``model`` with ``channels`` (space -> width) set to the kept widths,
-  a normal jaxdr model (train it, checkpoint it, slice it again).
+  a normal jaxdr model (train it, checkpoint it, slice it again): it equals
+  ``models.create(name, ..., channels=dict(small.channels))`` for a model made by ``create``.
+  ``mask`` must be concrete (not traced); ``strict``: see the module docstring.
   """
   graph = graph_lib.describe(model)
   the_plan = plan(graph, mask, strict)
