@@ -1,7 +1,9 @@
 """Quickstart (the README's main job): VGG-16 at 1/8 width on Fashion-MNIST, CPU-sized.
 
 Offline: Fashion-MNIST comes from the Debian package's files. Target: >= 92% test accuracy
-in <= 10 minutes on a 2-core CPU.
+in <= 10 minutes on a 2-core CPU. Measured (2026-11-22, 2 cores shared with other jobs,
+load ~4): 92.86% test accuracy, 6 min 53 s wall for the whole command (dataset already
+prepared), ~1050 img/s.
 
     python -m jaxdr.main --config=configs/quickstart.py --workdir=/tmp/quickstart
 """
