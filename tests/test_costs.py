@@ -26,7 +26,7 @@ def test_published_full_counts(name, kwargs, params, macs, tol):
   assert isinstance(c.params, np.int64) and isinstance(c.macs, np.int64)
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", models.ZOO)
 def test_params_equal_trainable_variables(name):
   model = models.create(name, num_classes=7, image_size=32, width=0.5)
   shapes = jax.eval_shape(lambda: models.init(model, jax.random.PRNGKey(0)))

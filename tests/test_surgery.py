@@ -101,7 +101,7 @@ def assert_close(actual, expected):
 
 
 def _all_names():
-  return [pytest.param(n, marks=pytest.mark.slow) if n in TWINS else n for n in models.names()]
+  return [pytest.param(n, marks=pytest.mark.slow) if n in TWINS else n for n in models.ZOO]
 
 
 def _check_sliced_equals_masked(name, seeds, soft):
@@ -129,7 +129,7 @@ def _check_sliced_equals_masked(name, seeds, soft):
 @pytest.mark.parametrize("name", _all_names())
 def test_sliced_equals_masked_every_model(name):
   """One random mask per model (seed from its name), with some continuous gate values."""
-  _check_sliced_equals_masked(name, [models.names().index(name)], soft=True)
+  _check_sliced_equals_masked(name, [models.ZOO.index(name)], soft=True)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet20"])

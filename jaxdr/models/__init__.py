@@ -37,6 +37,10 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# The architectures jaxdr ships (what `register` adds later is not among them).
+ZOO = tuple(sorted(_ARCHS))
+
+
 def register(name: str, factory: Callable[..., nn.Module]) -> None:
   """Adds an architecture: ``factory(**Backbone fields) -> module``."""
   _ARCHS[name] = factory
