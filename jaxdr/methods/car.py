@@ -183,6 +183,18 @@ class Scores:
     return self.counts / np.maximum(self.totals, 1)
 
 
+def _fixed_batches(images, labels, batch_size):
+  """(x [batch_size, ...], y [batch_size]) over the set; the last batch is padded with zero
+  images labelled -1 (counted by no class), so every call has one compiled shape."""
+  for start in range(0, images.shape[0], batch_size):
+    x, y = images[start:start + batch_size], labels[start:start + batch_size]
+    if x.shape[0] < batch_size:
+      pad = batch_size - x.shape[0]
+      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+      y = np.concatenate([y, -np.ones((pad,), np.int32)])
+    yield x, y
+
+
 def score_removals(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray,
                    base_mask: Mapping[str, Any], key: str, removed: Sequence[int], *,
                    num_classes: int, batch_size: int = 1000, reuse: bool = True,
@@ -204,12 +216,7 @@ def score_removals(model: nn.Module, variables: PyTree, images: np.ndarray, labe
   batch_size = min(batch_size, images.shape[0])
   counts = np.zeros((len(padded), num_classes), np.float64)
   loss = np.zeros((len(padded),), np.float64)
-  for start in range(0, images.shape[0], batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    if x.shape[0] < batch_size:
-      pad = batch_size - x.shape[0]
-      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-      y = np.concatenate([y, -np.ones((pad,), np.int32)])
+  for x, y in _fixed_batches(images, labels, batch_size):
     c, l = fn(variables, base_mask, padded, x, y)
     counts += np.asarray(c)
     loss += np.asarray(l)
@@ -287,12 +294,7 @@ def evaluate_masks(model: nn.Module, variables: PyTree, images: np.ndarray, labe
   images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32)
   batch_size = min(batch_size, images.shape[0])
   correct = np.zeros((m + pad,), np.float64)
-  for start in range(0, images.shape[0], batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    if x.shape[0] < batch_size:
-      k = batch_size - x.shape[0]
-      x = np.concatenate([x, np.zeros((k,) + x.shape[1:], x.dtype)])
-      y = np.concatenate([y, -np.ones((k,), np.int32)])
+  for x, y in _fixed_batches(images, labels, batch_size):
     for c in range(0, m + pad, chunk):
       part = {k: v[c:c + chunk] for k, v in stacked.items()}
       correct[c:c + chunk] += np.asarray(fn(variables, part, x, y))
