@@ -4,14 +4,21 @@ For VGG-16 and ResNet-56 (CIFAR: 32x32, 10 classes) and masks removing 30/50/70%
 MACs, times the jitted forward of the masked full model and of the sliced model side by
 side (batch 1 and 128, median of repeats) and writes a markdown table.
 
-Masks: every channel space (residual streams as a whole) closes the same fraction of its
-channels (its last ones: timing does not depend on which); the fraction is bisected until
-the physically realised MACs hit the target.
+Masks (``--families``): 'uniform' closes the same fraction of every channel space
+(residual streams as a whole); 'internal' closes only channels private to a block (not the
+residual streams: what pruning methods usually cut in ResNets; skipped for models without
+streams). The last channels of a space close (timing does not depend on which); the
+fraction is bisected until the physically realised MACs hit the target. Each mask is sliced
+with every ``--channel_multiples`` value (``surgery.slice_model(channel_multiple=m)``: widths
+rounded up to multiples of m, the bisection accounting for it), and the FLOPs ratio is that
+of the sliced model actually timed. Masked and sliced calls alternate, so load changes hit
+both alike.
 
     python benchmarks/surgery_speed.py [--runs=vgg16:auto,resnet56:xla] [--repeats=7] [--out=benchmarks/results/surgery_speed.md]
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -29,6 +36,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
                   "model:conv_impl pairs to time (conv_impl in xla | im2col | auto).")
 flags.DEFINE_list("targets", ["0.3", "0.5", "0.7"], "Fractions of MACs to remove.")
+flags.DEFINE_list("families", ["uniform", "internal"], "Mask families (see the docstring).")
+flags.DEFINE_list("channel_multiples", ["1", "8"], "surgery channel_multiple values to time.")
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported).")
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
@@ -40,10 +49,13 @@ CONV_SHAPES = ((32, 16), (16, 32), (8, 64), (32, 64), (16, 128), (8, 256), (4, 5
 CONV_KEEP = (1.0, 0.7, 0.55)
 
 
-def uniform_mask(graph, fraction: float):
-  """Closes the last round(fraction * C) channels of every space (at all its gate points)."""
+def uniform_mask(graph, fraction: float, family: str = "uniform"):
+  """Closes the last round(fraction * C) channels of every space (at all its gate points);
+  family 'internal' only of spaces that are not residual streams."""
   mask = {}
   for points in masks.spaces(graph.gates).values():
+    if family == "internal" and points[0].coupled:
+      continue
     c = points[0].channels
     closed = min(c - 1, int(round(fraction * c)))
     gate = np.ones(c, np.float32)
@@ -53,32 +65,37 @@ def uniform_mask(graph, fraction: float):
   return mask
 
 
-def mask_for_target(model, target: float):
-  """(mask, realised MAC reduction): bisects the uniform fraction to remove ``target`` of MACs."""
+def mask_for_target(model, target: float, family: str = "uniform", multiple: int = 1):
+  """(mask, realised MAC reduction after slicing with ``multiple``): bisects the fraction."""
   graph = models.describe(model)
   full = costs.count(graph).macs
+  saved = lambda m: 1 - costs.count(graph, m, "physical", channel_multiple=multiple).macs / full  # noqa: E731
   lo, hi = 0.0, 1.0
   for _ in range(30):
     mid = (lo + hi) / 2
-    saved = 1 - costs.count(graph, uniform_mask(graph, mid), "physical").macs / full
-    lo, hi = (mid, hi) if saved < target else (lo, mid)
-  mask = uniform_mask(graph, hi)
-  return mask, 1 - costs.count(graph, mask, "physical").macs / full
+    lo, hi = (mid, hi) if saved(uniform_mask(graph, mid, family)) < target else (lo, mid)
+  mask = uniform_mask(graph, hi, family)
+  return mask, saved(mask)
 
 
-def time_forward(model, variables, mask, batch: int, repeats: int) -> float:
-  """Median seconds of one jitted forward pass (compiled and warmed up first)."""
-  fwd = jax.jit(lambda v, x, m: models.apply(model, v, x, m))
-  x = jax.random.normal(jax.random.PRNGKey(0), (batch, model.image_size, model.image_size,
-                                                 model.input_channels))
-  fwd(variables, x, mask).block_until_ready()
-  fwd(variables, x, mask).block_until_ready()
-  times = []
+def time_forwards(calls, batch: int, repeats: int):
+  """Median seconds of each (model, variables, mask) jitted forward at ``batch``; the calls
+  alternate within every repeat (compiled and warmed up first)."""
+  fns = []
+  for model, variables, mask in calls:
+    fwd = jax.jit(lambda v, x, m, model=model: models.apply(model, v, x, m))
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, model.image_size, model.image_size,
+                                                   model.input_channels))
+    for _ in range(2):
+      fwd(variables, x, mask).block_until_ready()
+    fns.append(functools.partial(fwd, variables, x, mask))
+  times = [[] for _ in fns]
   for _ in range(repeats):
-    t = time.perf_counter()
-    fwd(variables, x, mask).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+    for fn, ts in zip(fns, times):
+      t = time.perf_counter()
+      fn().block_until_ready()
+      ts.append(time.perf_counter() - t)
+  return [statistics.median(ts) for ts in times]
 
 
 def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: int) -> float:
@@ -122,41 +139,52 @@ def main(argv):
   for name, impl in (run.split(":") for run in FLAGS.runs):
     model = models.create(name, num_classes=10, image_size=32, conv_impl=impl)
     variables = models.init(model, jax.random.PRNGKey(0))
-    full_macs = costs.count(model).macs
-    for target in (float(t) for t in FLAGS.targets):
-      mask, saved = mask_for_target(model, target)
-      small, small_vars, rest = surgery.slice_model(model, variables, mask)
-      small_macs = costs.count(small).macs
-      row = dict(model=name, impl=impl, target=target, saved=saved, ratio=full_macs / small_macs)
-      for b in batches:
-        masked = time_forward(model, variables, mask, b, FLAGS.repeats)
-        sliced = time_forward(small, small_vars, rest, b, FLAGS.repeats)
-        row[b] = (masked, sliced)
-        print(f"{name} ({impl}) -{target:.0%} batch {b}: masked {masked * 1e3:.1f} ms, sliced "
-              f"{sliced * 1e3:.1f} ms, speedup {masked / sliced:.2f}x (MACs ratio {row['ratio']:.2f})",
-              flush=True)
-      rows.append(row)
+    graph = models.describe(model)
+    full_macs = costs.count(graph).macs
+    has_streams = any(p.coupled for p in graph.gates)
+    for family in FLAGS.families:
+      if family == "internal" and not has_streams:
+        continue
+      for target in (float(t) for t in FLAGS.targets):
+        for multiple in (int(m) for m in FLAGS.channel_multiples):
+          mask, saved = mask_for_target(model, target, family, multiple)
+          small, small_vars, rest = surgery.slice_model(model, variables, mask,
+                                                        channel_multiple=multiple)
+          widths = sorted({p.channels for p in models.describe(small).gates})
+          row = dict(model=name, impl=impl, family=family, multiple=multiple, target=target,
+                     saved=saved, ratio=full_macs / costs.count(small).macs, widths=widths)
+          for b in batches:
+            row[b] = time_forwards([(model, variables, mask), (small, small_vars, rest)], b,
+                                   FLAGS.repeats)
+            masked, sliced = row[b]
+            print(f"{name} ({impl}) {family} x{multiple} -{target:.0%} batch {b}: masked "
+                  f"{masked * 1e3:.1f} ms, sliced {sliced * 1e3:.1f} ms, speedup "
+                  f"{masked / sliced:.2f}x (MACs ratio {row['ratio']:.2f})", flush=True)
+          rows.append(row)
   extra = conv_table(max(batches)) if FLAGS.conv_table else []
   load_after = os.getloadavg()
   write_table(rows, batches, load_before, load_after, extra)
 
 
 def write_table(rows, batches, load_before, load_after, extra=()):
-  head = ["model", "conv impl", "MACs removed (target)", "FLOPs ratio full/sliced"]
+  head = ["model", "conv impl", "masks", "channel multiple", "MACs removed (target)",
+          "sliced widths", "FLOPs ratio full/sliced"]
   for b in batches:
     head += [f"masked ms @{b}", f"sliced ms @{b}", f"speedup @{b}"]
   head += [f"speedup / FLOPs ratio @{b}" for b in batches]
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
-           f"--runs={','.join(FLAGS.runs)}`; jax {jax.__version__}, backend {jax.default_backend()}, "
+           f"--runs={','.join(FLAGS.runs)} --families={','.join(FLAGS.families)} "
+           f"--channel_multiples={','.join(FLAGS.channel_multiples)}`; jax {jax.__version__}, backend {jax.default_backend()}, "
            f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}). Median of "
-           f"{FLAGS.repeats} calls after 2 warm-up calls. CIFAR shapes: 32x32x3, 10 classes.", "",
-           f"**Shared machine**: other agents were using the same cores (load average "
-           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after the run), so absolute times are "
-           f"noisy; masked and sliced are timed back to back to keep the comparison fair.", "",
+           f"{FLAGS.repeats} calls after 2 warm-up calls, masked and sliced calls alternating. CIFAR shapes: 32x32x3, 10 classes.", "",
+           f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after the run (the 2 cores "
+           f"are shared: absolute times move with the load; the ratios less so).", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
-    cells = [r["model"], r["impl"], f"{r['saved']:.1%} ({r['target']:.0%})", f"{r['ratio']:.2f}"]
+    cells = [r["model"], r["impl"], r["family"], str(r["multiple"]),
+             f"{r['saved']:.1%} ({r['target']:.0%})", ",".join(map(str, r["widths"])),
+             f"{r['ratio']:.2f}"]
     for b in batches:
       m, s = r[b]
       cells += [f"{m * 1e3:.1f}", f"{s * 1e3:.1f}", f"{m / s:.2f}x"]

@@ -79,14 +79,16 @@ def _graph(model_or_graph) -> graph_lib.Graph:
   raise TypeError(f"expected a jaxdr model or Graph, got {type(model_or_graph).__name__}")
 
 
-def count(model_or_graph, mask: Optional[Mapping[str, Any]] = None, mode: str = "masked") -> Costs:
-  """Exact params / MACs (numpy int64) of a model under a 0/1 ``mask`` in ``mode``."""
+def count(model_or_graph, mask: Optional[Mapping[str, Any]] = None, mode: str = "masked",
+          channel_multiple: int = 1) -> Costs:
+  """Exact params / MACs (numpy int64) of a model under a 0/1 ``mask`` in ``mode``
+  ('physical' with ``channel_multiple``: of ``surgery.slice_model(..., channel_multiple)``)."""
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   graph = _graph(model_or_graph)
   masks.validate_mask(mask, graph.gates)
   if mode == "physical":
-    open_ = surgery.removal_plan(graph, mask, strict=False)
+    open_ = surgery.removal_plan(graph, mask, strict=False, channel_multiple=channel_multiple)
   else:
     given = {k: np.asarray(v) for k, v in (mask or {}).items()}
     open_ = {p.key: (np.any(given[p.key] != 0, axis=0) if given[p.key].ndim == 2 else given[p.key] != 0)

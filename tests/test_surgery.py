@@ -263,3 +263,26 @@ def test_bad_masks_raise():
     surgery.slice_model(model, variables, {"conv99": jnp.ones(3)})
   with pytest.raises(masks.MaskError, match="'conv1' must have shape"):
     surgery.slice_model(model, variables, {"conv1": jnp.ones(3)})
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_short"])
+def test_channel_multiple_rounds_widths_and_stays_exact(name):
+  """channel_multiple=4: every width is a multiple of 4 (or full), the kept-back channels
+  stay closed in the remaining mask, outputs still equal, physical costs still agree."""
+  model, variables, x = setup(name)
+  graph = models.describe(model)
+  mask = random_mask(graph, 5, tie_depthwise=True)
+  exact_small, _, _ = surgery.slice_model(model, variables, mask)
+  small, small_vars, rest = surgery.slice_model(model, variables, mask, channel_multiple=4)
+  full = {p.space: p.channels for p in graph.gates}
+  widths = {p.space: p.channels for p in models.describe(small).gates}
+  exact = {p.space: p.channels for p in models.describe(exact_small).gates}
+  assert all(w % 4 == 0 or w == full[s] for s, w in widths.items()), widths
+  assert all(widths[s] >= exact[s] for s in widths)
+  assert any(widths[s] > exact[s] for s in widths), "rounding changed nothing: test is vacuous"
+  assert_close(models.apply(small, small_vars, x, rest), models.apply(model, variables, x, mask))
+  reported = costs.count(model, mask, mode="physical", channel_multiple=4)
+  assert costs.count(small).params == reported.params == costs.param_count(small_vars)
+  assert costs.count(small).macs == reported.macs
+  with pytest.raises(ValueError, match="channel_multiple"):
+    surgery.slice_model(model, variables, mask, channel_multiple=0)

@@ -8,6 +8,7 @@ surgery need to know about an architecture.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
@@ -60,6 +61,50 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
   return jax.lax.conv_general_dilated(
       x, kernel, (stride, stride), [(padding, padding)] * 2,
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+
+
+def _window_slices(x, k: int):
+  """The k*k strided views [N, H/k, W/k, C] of ``x``'s non-overlapping k x k windows, in
+  row-major order within the window."""
+  return [x[:, i::k, j::k, :] for i in range(k) for j in range(k)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max_pool(x, k: int):
+  return functools.reduce(jnp.maximum, _window_slices(x, k))
+
+
+def _tiled_max_pool_fwd(x, k):
+  y = _tiled_max_pool(x, k)
+  return y, (x, y)
+
+
+def _tiled_max_pool_bwd(k, res, g):
+  x, y = res
+  taken = jnp.zeros(y.shape, bool)
+  grads = []
+  for view in _window_slices(x, k):  # ties: the first maximum in row-major order gets it
+    first = (view == y) & ~taken
+    taken = taken | first
+    grads.append(jnp.where(first, g, 0.0).astype(x.dtype))
+  n, ho, wo, c = y.shape
+  grid = jnp.stack(grads, axis=3).reshape(n, ho, wo, k, k, c)
+  return (grid.transpose(0, 1, 3, 2, 4, 5).reshape(n, ho * k, wo * k, c),)
+
+
+_tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
+
+
+def max_pool(x, window: int, stride: int, padding="VALID"):
+  """k x k max pooling of NHWC ``x``. Non-overlapping windows that tile the map (window ==
+  stride, H and W divisible) are computed with reshapes: XLA's CPU reduce-window and its
+  select-and-scatter gradient took ~1/3 of VGG-16's gated forward+backward. The gradient
+  goes to the first maximum of each window in row-major order, as XLA's and PyTorch's do,
+  so results are identical. Other shapes use ``nn.max_pool``."""
+  h, w = x.shape[1:3]
+  if window == stride and h % window == 0 and w % window == 0 and padding in ("SAME", "VALID"):
+    return _tiled_max_pool(x, window)
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
 
 
 class ConvUnit(nn.Module):

@@ -26,7 +26,7 @@ class LeNet5(layers.Backbone):
       x = layers.ConvUnit(self.width_of(key, default), kernel=5, padding=0, use_bias=True,
                           use_bn=False, act=None, conv_impl=self.conv_impl, name=name)(
                               x, mask, train, src=src)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      x = layers.max_pool(x, 2, 2, "SAME")
       src = key
     hidden = max(1, int(round(self.hidden * self.width)))  # not a gate point: width only
     x = layers.DenseUnit(hidden, act="relu", name="fc1")(x, src=src)

@@ -19,7 +19,7 @@ class VGG(layers.Backbone):
     src, i = None, 0
     for v in self.cfg:
       if v == "M":
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = layers.max_pool(x, 2, 2, "SAME")
         continue
       name = f"conv{i}"
       key = layers.child_key(self, name)

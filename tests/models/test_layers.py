@@ -4,6 +4,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import chex
+import flax.linen as nn
 import pytest
 
 from jaxdr.models import layers
@@ -74,3 +76,20 @@ def test_backbone_width_of():
   assert backbone.width_of("conv1", 64) == 7
   assert backbone.width_of("conv2", 64) == 32
   assert layers.Backbone(width=0.01).width_of("conv2", 64) == 1
+
+
+@pytest.mark.parametrize("shape,window,padding", [((3, 8, 8, 5), 2, "SAME"), ((2, 12, 6, 3), 3, "VALID"),
+                                                  ((2, 7, 7, 4), 2, "SAME")])
+def test_max_pool_equals_flax_values_and_gradients(shape, window, padding):
+  # Rounded values and a ReLU make many tied windows: the gradient must go to the first
+  # maximum of each window, as reduce-window's select-and-scatter gradient does.
+  x = jnp.round(jax.random.normal(jax.random.PRNGKey(0), shape) * 2) / 2
+  x = jax.nn.relu(x)
+  g = jax.random.normal(jax.random.PRNGKey(1), layers.max_pool(x, window, window, padding).shape)
+  ref = lambda x: nn.max_pool(x, (window, window), strides=(window, window), padding=padding)
+  ours = lambda x: layers.max_pool(x, window, window, padding)
+  chex.assert_trees_all_equal(ours(x), ref(x))
+  grad_ours = jax.grad(lambda x: jnp.sum(ours(x) * g))(x)
+  grad_ref = jax.grad(lambda x: jnp.sum(ref(x) * g))(x)
+  chex.assert_trees_all_equal(grad_ours, grad_ref)
+  assert int(jnp.sum(grad_ours != 0)) <= g.size  # one position per window, not split over ties
