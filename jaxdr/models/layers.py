@@ -18,6 +18,10 @@ import jax.numpy as jnp
 from jaxdr import masks
 
 ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
+# 'xla': lax.conv everywhere (every JAX transformation, forward mode included).
+# 'im2col': patches + matmul. 'auto': on CPU, im2col on tiny maps and, for stride-1 convs,
+# lax.conv with a custom VJP (reverse mode only) whose input gradient is a plain forward
+# conv; elsewhere 'xla'. Results are the same to float tolerance.
 CONV_IMPLS = ("xla", "im2col", "auto")
 # XLA's CPU convolution is pathologically slow on tiny maps with many channels (VGG-16's
 # 2x2 block: 150x slower than im2col at batch 128), while on 4x4 and larger maps it beats
@@ -58,41 +62,50 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
     pixels = ((x.shape[1] + 2 * padding - kh) // stride + 1) ** 2
     if impl == "im2col" or (jax.default_backend() == "cpu" and pixels <= AUTO_IM2COL_MAX_PIXELS):
       return _im2col_conv(x, kernel, stride, padding)
+  if (impl == "auto" and groups == 1 and stride == 1 and padding < kernel.shape[0]
+      and jax.default_backend() == "cpu"):
+    return _conv_stride1(x, kernel, padding)
+  return _xla_conv(x, kernel, stride, padding, groups)
+
+
+def _xla_conv(x, kernel, stride: int, padding: int, groups: int):
   return jax.lax.conv_general_dilated(
       x, kernel, (stride, stride), [(padding, padding)] * 2,
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
 
 
-def _window_slices(x, k: int):
-  """The k*k strided views [N, H/k, W/k, C] of ``x``'s non-overlapping k x k windows, in
-  row-major order within the window."""
-  return [x[:, i::k, j::k, :] for i in range(k) for j in range(k)]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_stride1(x, kernel, padding: int):
+  """A stride-1 XLA conv whose input gradient is written as a plain forward conv (flipped,
+  transposed kernel). XLA's own transpose of the conv, inside a ``lax.scan`` over a
+  loop-invariant kernel (the CDRP fit), falls back to a slow CPU conv (~4x)."""
+  return _xla_conv(x, kernel, 1, padding, 1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _conv_stride1_fwd(x, kernel, padding):
+  return _conv_stride1(x, kernel, padding), (x, kernel)
+
+
+def _conv_stride1_bwd(padding, res, g):
+  x, kernel = res
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # [kh, kw, Cout, Cin]
+  dx = _xla_conv(g, flipped, 1, kernel.shape[0] - 1 - padding, 1)
+  _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, 1, padding, 1), kernel)
+  return dx, kernel_vjp(g)[0]
+
+
+_conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
+
+
 def _tiled_max_pool(x, k: int):
-  return functools.reduce(jnp.maximum, _window_slices(x, k))
-
-
-def _tiled_max_pool_fwd(x, k):
-  y = _tiled_max_pool(x, k)
-  return y, (x, y)
-
-
-def _tiled_max_pool_bwd(k, res, g):
-  x, y = res
-  taken = jnp.zeros(y.shape, bool)
-  grads = []
-  for view in _window_slices(x, k):  # ties: the first maximum in row-major order gets it
-    first = (view == y) & ~taken
-    taken = taken | first
-    grads.append(jnp.where(first, g, 0.0).astype(x.dtype))
-  n, ho, wo, c = y.shape
-  grid = jnp.stack(grads, axis=3).reshape(n, ho, wo, k, k, c)
-  return (grid.transpose(0, 1, 3, 2, 4, 5).reshape(n, ho * k, wo * k, c),)
-
-
-_tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
+  """Max over the non-overlapping k x k windows of ``x`` [N, H, W, C] (H, W divisible by k).
+  Strict ``>`` keeps the earlier value on ties, so the gradient goes to the first maximum
+  of each window in row-major order, as XLA's select-and-scatter and PyTorch's do."""
+  views = [x[:, i::k, j::k, :] for i in range(k) for j in range(k)]
+  out = views[0]
+  for view in views[1:]:
+    out = jnp.where(view > out, view, out)
+  return out
 
 
 def max_pool(x, window: int, stride: int, padding="VALID"):

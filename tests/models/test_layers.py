@@ -34,6 +34,26 @@ def test_im2col_equals_lax_conv(kernel, stride, pad):
   np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel,pad", [(3, 1), (5, 0), (1, 0), (7, 3), (5, 4)])
+def test_auto_conv_gradients_equal_lax_conv(kernel, pad):
+  """'auto' on CPU: stride-1 convs carry a custom VJP; values and both gradients must be
+  XLA's, also inside a lax.scan over a loop-invariant kernel (where it matters)."""
+  rng = np.random.default_rng(kernel + pad)
+  x = jnp.asarray(rng.normal(size=(2, 9, 9, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 4)), jnp.float32)
+  def loss(impl):
+    return lambda x, w: jnp.sum(jnp.sin(layers.conv2d(x, w, stride=1, padding=pad, groups=1, impl=impl)))
+  want = jax.grad(loss("xla"), (0, 1))(x, w)
+  np.testing.assert_allclose(loss("auto")(x, w), loss("xla")(x, w), rtol=1e-6)
+  chex.assert_trees_all_close(jax.grad(loss("auto"), (0, 1))(x, w), want, rtol=1e-5, atol=1e-5)
+  def scanned(x):
+    body = lambda c, _: (c + 0.01 * jax.grad(loss("auto"))(c, w), None)  # noqa: E731
+    return jax.lax.scan(body, x, None, length=2)[0]
+  c = x + 0.01 * want[0]
+  c = c + 0.01 * jax.grad(loss("xla"))(c, w)
+  np.testing.assert_allclose(jax.jit(scanned)(x), c, rtol=1e-5, atol=1e-5)
+
+
 def test_conv2d_dispatch_and_errors():
   x = jnp.ones((1, 4, 4, 2))
   with pytest.raises(ValueError, match="conv_impl must be one of"):
