@@ -20,6 +20,7 @@ the cost of its T gradient evaluations. Run by hand; writes a markdown table:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -39,21 +40,18 @@ def _block(tree):
   return jax.tree.map(lambda a: a.block_until_ready(), tree)
 
 
-def time_jax_batched(model, variables, images, options):
+def compile_jax(model, variables, images, options):
+  """(fit, first-call seconds: compile + one run)."""
   fit = cdrp.make_fitter(model, options)
   t = time.perf_counter()
   _block(fit(variables, images))
-  compile_s = time.perf_counter() - t
-  t = time.perf_counter()
-  gates, info = _block(fit(variables, images))
-  return time.perf_counter() - t, compile_s, gates
+  return fit, time.perf_counter() - t
 
 
-def time_jax_one_by_one(model, variables, images, options):
-  fit = cdrp.make_fitter(model, options)
-  _block(fit(variables, images[:1]))
+def timed(fn):
+  """(seconds, result) of one call."""
   t = time.perf_counter()
-  out = [_block(fit(variables, images[i:i + 1]))[0] for i in range(images.shape[0])]
+  out = fn()
   return time.perf_counter() - t, out
 
 
@@ -173,6 +171,7 @@ def main():
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--loops", default="scan:1,scan:30,fori:1,python:1",
                       help="batched JAX loop modes to time, as loop:unroll")
+  parser.add_argument("--rounds", type=int, default=3, help="timed runs of every variant, alternating")
   parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "results", "cdrp_speed.md"))
@@ -191,32 +190,45 @@ def main():
   base = cdrp.Options(steps=args.steps)
   rows, n1 = [], args.one_image_count
 
-  best = None
+  # Every variant runs once per round, rounds alternate: load bursts from other jobs on the
+  # shared CPU hit all variants alike. Rates are medians over rounds (best round alongside).
+  variants = []  # (name, batch size, callable)
   for spec in args.loops.split(","):
     loop, unroll = spec.split(":")
     opts = cdrp.Options(steps=args.steps, loop=loop, unroll=int(unroll))
-    seconds, compile_s, gates = time_jax_batched(model, variables, images, opts)
-    rows.append((f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})", args.batch / seconds,
-                 compile_s))
-    if best is None or seconds < best[0]:
-      best = (seconds, opts, gates, rows[-1][0])
-    print(rows[-1], flush=True)
-  seconds, opts, jax_gates, best_name = best
-
-  one_s, one_gates = time_jax_one_by_one(model, variables, images[:n1], opts)
-  rows.append((f"JAX one image at a time, loop={opts.loop} unroll={opts.unroll}", n1 / one_s, None))
-  print(rows[-1], flush=True)
+    fit, compile_s = compile_jax(model, variables, images, opts)
+    variants.append((f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})", args.batch,
+                     functools.partial(lambda f: _block(f(variables, images)), fit), compile_s, opts))
+  one_opts = variants[0][4]
+  one_fit, _ = compile_jax(model, variables, images[:1], one_opts)
+  one_image = lambda: [_block(one_fit(variables, images[i:i + 1]))[0] for i in range(n1)]  # noqa: E731
+  variants.append((f"JAX one image at a time, loop={one_opts.loop} unroll={one_opts.unroll}", n1,
+                   one_image, None, None))
   torch_fit(net, x_t[:2], cdrp.Options(steps=1), batched=True)  # warm-up
-  t = time.perf_counter()
-  torch_one = torch_fit(net, x_t[:n1], base, batched=False)
-  torch_one_s = time.perf_counter() - t
-  rows.append(("PyTorch one image at a time (the papers' way)", n1 / torch_one_s, None))
-  print(rows[-1], flush=True)
-  t = time.perf_counter()
-  torch_batched = torch_fit(net, x_t, base, batched=True)
-  torch_b_s = time.perf_counter() - t
-  rows.append((f"PyTorch batched gates (B={args.batch})", args.batch / torch_b_s, None))
-  print(rows[-1], flush=True)
+  variants.append(("PyTorch one image at a time (the papers' way)", n1,
+                   lambda: torch_fit(net, x_t[:n1], base, batched=False), None, None))
+  variants.append((f"PyTorch batched gates (B={args.batch})", args.batch,
+                   lambda: torch_fit(net, x_t, base, batched=True), None, None))
+  times = {v[0]: [] for v in variants}
+  results = {}
+  for r in range(args.rounds):
+    for name, _, fn, _, _ in variants:
+      seconds, results[name] = timed(fn)
+      times[name].append(seconds)
+      print(f"round {r + 1}/{args.rounds}: {name}: {seconds:.1f} s", flush=True)
+  rate = {name: n / float(np.median(times[name])) for name, n, *_ in variants}
+  best_rate = {name: n / min(times[name]) for name, n, *_ in variants}
+  for name, _, _, compile_s, _ in variants:
+    rows.append((name, rate[name], best_rate[name], compile_s))
+  jax_batched = [v for v in variants if v[4] is not None]
+  best_name = max((v[0] for v in jax_batched), key=lambda k: rate[k])
+  seconds = args.batch / rate[best_name]
+  jax_gates = results[best_name][0]
+  one_gates = results[variants[len(jax_batched)][0]]
+  torch_one = results["PyTorch one image at a time (the papers' way)"]
+  torch_name = f"PyTorch batched gates (B={args.batch})"
+  torch_one_name = "PyTorch one image at a time (the papers' way)"
+  one_name = variants[len(jax_batched)][0]
 
   fwd_bwd = time_gated_fwd_bwd(model, variables, images[:128] if args.batch >= 128 else images, base.gamma)
   limit_per_image = args.steps * fwd_bwd / min(args.batch, 128)
@@ -228,36 +240,39 @@ def main():
                          for k in keys for i in range(n1))
   load_after = os.getloadavg()
 
-  best_rate = args.batch / seconds
   lines = [
       "# CDRP gate-fitting throughput",
       "",
       f"VGG-16 (CIFAR size: 32x32x3, 10 classes, width {args.width}), random weights shared by JAX and "
       f"PyTorch (max |logit difference| {logit_diff:.1e}); T = {args.steps} steps of SGD (lr 0.1, "
-      "momentum 0.9) on KL + 0.05 L1, clip [0, 10], top-1 reset. One run of "
-      "`python benchmarks/cdrp_speed.py " + " ".join(sys.argv[1:]) + "`.",
+      "momentum 0.9) on KL + 0.05 L1, clip [0, 10], top-1 reset. "
+      f"{args.rounds} rounds of every variant, alternating; images/s is the median round (best "
+      "round alongside). `python benchmarks/cdrp_speed.py " + " ".join(sys.argv[1:]) + "`.",
       "",
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
       f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
       f"threads). Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
       "(the CPU is shared with other jobs; numbers move with the load).",
       "",
-      "| variant | images/s | compile (s) |",
-      "|---|---|---|",
+      "| variant | images/s (median) | images/s (best) | compile + first run (s) |",
+      "|---|---|---|---|",
   ]
-  for name, rate, comp in rows:
-    lines.append(f"| {name} | {rate:.2f} | {'' if comp is None else f'{comp:.1f}'} |")
+  for name, med_rate, top_rate, comp in rows:
+    lines.append(f"| {name} | {med_rate:.2f} | {top_rate:.2f} | {'' if comp is None else f'{comp:.1f}'} |")
   lines += [
       "",
       f"Fastest batched JAX: {best_name}.",
       "",
-      "| ratio | value | target |",
-      "|---|---|---|",
-      f"| batched JAX / batched PyTorch | {best_rate / (args.batch / torch_b_s):.2f}x | >= 1.0x |",
-      f"| batched JAX / one-image PyTorch | {best_rate / (n1 / torch_one_s):.2f}x | >= 4x |",
-      f"| batched JAX / one-image JAX | {best_rate / (n1 / one_s):.2f}x | |",
+      "| ratio | medians | bests | target |",
+      "|---|---|---|---|",
+      f"| batched JAX / batched PyTorch | {rate[best_name] / rate[torch_name]:.2f}x | "
+      f"{best_rate[best_name] / best_rate[torch_name]:.2f}x | >= 1.0x |",
+      f"| batched JAX / one-image PyTorch | {rate[best_name] / rate[torch_one_name]:.2f}x | "
+      f"{best_rate[best_name] / best_rate[torch_one_name]:.2f}x | >= 4x |",
+      f"| batched JAX / one-image JAX | {rate[best_name] / rate[one_name]:.2f}x | "
+      f"{best_rate[best_name] / best_rate[one_name]:.2f}x | |",
       f"| efficiency: {args.steps} x gated fwd+bwd per image at batch {min(args.batch, 128)} "
-      f"({1e3 * fwd_bwd:.0f} ms per batch) / measured time per image | {efficiency:.2f} | >= 0.8 |",
+      f"({1e3 * fwd_bwd:.0f} ms per batch) / measured time per image | {efficiency:.2f} | | >= 0.8 |",
       "",
       f"Agreement: batched vs one-image JAX gates max |diff| {gate_diff_single:.1e}; JAX vs PyTorch "
       f"one-image gates max |diff| {gate_diff_torch:.1e} (float32, {args.steps} steps).",
