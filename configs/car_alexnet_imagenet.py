@@ -7,15 +7,14 @@ into memory from the start of the train split (``car.train_examples``).
 
     python -m jaxdr.main --config=configs/car_alexnet_imagenet.py --config.pretrained=DIR --workdir=DIR2
 """
-import importlib.util
 import os
+import runpy
+import types
 
 
 def _sibling(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Another config file of this folder, run from its path (configs are not a package)."""
+  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
 
 
 def get_config():

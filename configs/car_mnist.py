@@ -2,15 +2,14 @@
 
     python -m jaxdr.main --config=configs/car_mnist.py --workdir=/tmp/car_mnist
 """
-import importlib.util
 import os
+import runpy
+import types
 
 
 def _sibling(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Another config file of this folder, run from its path (configs are not a package)."""
+  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
 
 
 def get_config():

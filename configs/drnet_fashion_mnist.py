@@ -13,17 +13,16 @@ for that setting (per-sub-task calibrated keep fraction).
 
     python -m jaxdr.main --config=configs/drnet_fashion_mnist.py --workdir=/tmp/drnet
 """
-import importlib.util
 import os
+import runpy
+import types
 
 import ml_collections
 
 
 def _sibling(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Another config file of this folder, run from its path (configs are not a package)."""
+  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
 
 
 def drnet_defaults():

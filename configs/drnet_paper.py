@@ -9,17 +9,16 @@ threshold chosen to keep more than 90% of the channels (section 4.5).
     python -m jaxdr.main --config=configs/drnet_vgg16_cifar10.py --workdir=DIR \
         --config.pretrained=TRAINED_WORKDIR
 """
-import importlib.util
 import os
+import runpy
+import types
 
 import ml_collections
 
 
 def _sibling(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Another config file of this folder, run from its path (configs are not a package)."""
+  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
 
 
 # (model, dataset) -> (model name, union_thr); DRNet section 4.1.

@@ -1,11 +1,8 @@
 """DRNet paper setting: vgg16 on cifar10 (section 4.1 union_thr; see configs/drnet_paper.py)."""
-import importlib.util
 import os
+import runpy
 
 
 def get_config():
-  path = os.path.join(os.path.dirname(__file__), "drnet_paper.py")
-  spec = importlib.util.spec_from_file_location("drnet_paper", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("vgg16_cifar10")
+  table = runpy.run_path(os.path.join(os.path.dirname(__file__), "drnet_paper.py"))
+  return table["get_config"]("vgg16_cifar10")
