@@ -15,6 +15,7 @@ is imported) to show the device scaling. Needs torch (a benchmark-only dependenc
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -40,33 +41,42 @@ def _timeit(fn, repeats):
   return best
 
 
+def _case_inputs(arch, kwargs, key, frac, n_images):
+  """(model, variables, images x [n, H, W, C], labels y [n], candidates) of one CASES row:
+  the same random weights and data for the JAX and the PyTorch timings."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jaxdr import models  # pylint: disable=g-import-not-at-top
+  model = models.create(arch, **kwargs)
+  variables = models.init(model, jax.random.PRNGKey(0))
+  n = max(8, int(n_images * frac))
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, model.image_size, model.image_size, model.input_channels)).astype(np.float32)
+  y = rng.integers(0, 10, n).astype(np.int32)
+  return model, variables, x, y, models.describe(model).gate(key).channels
+
+
 def jax_worker(n_images: int, repeats: int) -> dict:
   """Runs in a subprocess with XLA_FLAGS already set: times the JAX variants."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, REPO)
-  from jaxdr import models  # pylint: disable=g-import-not-at-top
   from jaxdr.methods import car  # pylint: disable=g-import-not-at-top
   out = {"devices": jax.local_device_count(), "cases": {}}
   for name, arch, kw, key, frac in CASES:
-    model = models.create(arch, **kw)
-    variables = models.init(model, jax.random.PRNGKey(0))
-    n = max(8, int(n_images * frac))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, model.image_size, model.image_size, model.input_channels)).astype(np.float32)
-    y = rng.integers(0, 10, n).astype(np.int32)
-    channels = models.describe(model).gate(key).channels
+    model, variables, x, y, channels = _case_inputs(arch, kw, key, frac, n_images)
+    n = len(x)
     removed = [-1] + list(range(channels))
     res = {"images": n, "candidates": channels}
-    res["jax_parallel"] = _timeit(lambda: car.score_removals(
-        model, variables, x, y, {}, key, removed, num_classes=10, batch_size=n), repeats)
-    res["jax_vmap_only"] = _timeit(lambda: car.score_removals(
-        model, variables, x, y, {}, key, removed, num_classes=10, batch_size=n, reuse=False), repeats)
+    parallel = functools.partial(car.score_removals, model, variables, x, y, {}, key, removed,
+                                 num_classes=10, batch_size=n)
+    sequential = functools.partial(car.score_sequential, model, variables, x, y, {}, key, removed,
+                                   num_classes=10)
+    res["jax_parallel"] = _timeit(parallel, repeats)
+    res["jax_vmap_only"] = _timeit(functools.partial(parallel, reuse=False), repeats)
     if out["devices"] == 1:
-      res["jax_sequential"] = _timeit(lambda: car.score_sequential(
-          model, variables, x, y, {}, key, removed, num_classes=10), max(1, repeats - 1))
-      par = car.score_removals(model, variables, x, y, {}, key, removed, num_classes=10, batch_size=n)
-      seq = car.score_sequential(model, variables, x, y, {}, key, removed, num_classes=10)
+      res["jax_sequential"] = _timeit(sequential, max(1, repeats - 1))
+      par, seq = parallel(), sequential()
       res["parallel_equals_sequential"] = bool(np.array_equal(par.counts, seq.counts))
       res["reference_correct"] = float(par.counts[0].sum())
     out["cases"][name] = res
@@ -131,16 +141,11 @@ def torch_sequential(n_images: int, repeats: int) -> dict:
   from jaxdr import models  # pylint: disable=g-import-not-at-top
   out = {"threads": torch.get_num_threads(), "cases": {}}
   for name, arch, kw, key, frac in CASES:
-    model = models.create(arch, **kw)
-    variables = jax.tree.map(np.asarray, models.init(model, jax.random.PRNGKey(0)))
-    n = max(8, int(n_images * frac))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, model.image_size, model.image_size, model.input_channels)).astype(np.float32)
-    y = rng.integers(0, 10, n).astype(np.int32)
+    model, variables, x, y, channels = _case_inputs(arch, kw, key, frac, n_images)
+    variables = jax.tree.map(np.asarray, variables)
     forward = _torch_model(arch, model, variables)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     yt = torch.from_numpy(y.astype(np.int64))
-    channels = models.describe(model).gate(key).channels
     ref = models.apply(model, variables, x)
     with torch.no_grad():
       agree = float(np.abs(forward(xt, key, torch.ones(channels)).numpy() - np.asarray(ref)).max())
