@@ -20,7 +20,6 @@ the cost of its T gradient evaluations. Run by hand; writes a markdown table:
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import sys
@@ -188,47 +187,42 @@ def main():
   x_t = torch.from_numpy(np.asarray(images).transpose(0, 3, 1, 2).copy())
   logit_diff = float(np.max(np.abs(net(x_t).detach().numpy() - np.asarray(models.apply(model, variables, images)))))
   base = cdrp.Options(steps=args.steps)
-  rows, n1 = [], args.one_image_count
+  n1 = args.one_image_count
 
   # Every variant runs once per round, rounds alternate: load bursts from other jobs on the
   # shared CPU hit all variants alike. Rates are medians over rounds (best round alongside).
-  variants = []  # (name, batch size, callable)
+  variants = {}  # name -> (images per call, callable, compile + first run seconds)
+  batched_names = []
   for spec in args.loops.split(","):
     loop, unroll = spec.split(":")
     opts = cdrp.Options(steps=args.steps, loop=loop, unroll=int(unroll))
+    one_opts = one_opts if batched_names else opts  # one image at a time: the first loop spec
     fit, compile_s = compile_jax(model, variables, images, opts)
-    variants.append((f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})", args.batch,
-                     functools.partial(lambda f: _block(f(variables, images)), fit), compile_s, opts))
-  one_opts = variants[0][4]
+    name = f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})"
+    variants[name] = (args.batch, lambda fit=fit: _block(fit(variables, images)), compile_s)
+    batched_names.append(name)
   one_fit, _ = compile_jax(model, variables, images[:1], one_opts)
-  one_image = lambda: [_block(one_fit(variables, images[i:i + 1]))[0] for i in range(n1)]  # noqa: E731
-  variants.append((f"JAX one image at a time, loop={one_opts.loop} unroll={one_opts.unroll}", n1,
-                   one_image, None, None))
+  one_name = f"JAX one image at a time, loop={one_opts.loop} unroll={one_opts.unroll}"
+  variants[one_name] = (n1, lambda: [_block(one_fit(variables, images[i:i + 1]))[0] for i in range(n1)],
+                        None)
   torch_fit(net, x_t[:2], cdrp.Options(steps=1), batched=True)  # warm-up
-  variants.append(("PyTorch one image at a time (the papers' way)", n1,
-                   lambda: torch_fit(net, x_t[:n1], base, batched=False), None, None))
-  variants.append((f"PyTorch batched gates (B={args.batch})", args.batch,
-                   lambda: torch_fit(net, x_t, base, batched=True), None, None))
-  times = {v[0]: [] for v in variants}
+  torch_one_name = "PyTorch one image at a time (the papers' way)"
+  variants[torch_one_name] = (n1, lambda: torch_fit(net, x_t[:n1], base, batched=False), None)
+  torch_name = f"PyTorch batched gates (B={args.batch})"
+  variants[torch_name] = (args.batch, lambda: torch_fit(net, x_t, base, batched=True), None)
+  times = {name: [] for name in variants}
   results = {}
   for r in range(args.rounds):
-    for name, _, fn, _, _ in variants:
+    for name, (_, fn, _) in variants.items():
       seconds, results[name] = timed(fn)
       times[name].append(seconds)
       print(f"round {r + 1}/{args.rounds}: {name}: {seconds:.1f} s", flush=True)
-  rate = {name: n / float(np.median(times[name])) for name, n, *_ in variants}
-  best_rate = {name: n / min(times[name]) for name, n, *_ in variants}
-  for name, _, _, compile_s, _ in variants:
-    rows.append((name, rate[name], best_rate[name], compile_s))
-  jax_batched = [v for v in variants if v[4] is not None]
-  best_name = max((v[0] for v in jax_batched), key=lambda k: rate[k])
+  rate = {name: n / float(np.median(times[name])) for name, (n, _, _) in variants.items()}
+  best_rate = {name: n / min(times[name]) for name, (n, _, _) in variants.items()}
+  rows = [(name, rate[name], best_rate[name], compile_s) for name, (_, _, compile_s) in variants.items()]
+  best_name = max(batched_names, key=lambda k: rate[k])
   seconds = args.batch / rate[best_name]
-  jax_gates = results[best_name][0]
-  one_gates = results[variants[len(jax_batched)][0]]
-  torch_one = results["PyTorch one image at a time (the papers' way)"]
-  torch_name = f"PyTorch batched gates (B={args.batch})"
-  torch_one_name = "PyTorch one image at a time (the papers' way)"
-  one_name = variants[len(jax_batched)][0]
+  jax_gates, one_gates, torch_one = results[best_name][0], results[one_name], results[torch_one_name]
 
   fwd_bwd = time_gated_fwd_bwd(model, variables, images[:128] if args.batch >= 128 else images, base.gamma)
   limit_per_image = args.steps * fwd_bwd / min(args.batch, 128)
