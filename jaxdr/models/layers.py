@@ -57,14 +57,14 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
   """NHWC x HWIO convolution with symmetric zero padding; ``impl`` in CONV_IMPLS."""
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+  on_cpu = jax.default_backend() == "cpu"
   if groups == 1 and impl != "xla":
     kh = kernel.shape[0]
     pixels = ((x.shape[1] + 2 * padding - kh) // stride + 1) ** 2
-    if impl == "im2col" or (jax.default_backend() == "cpu" and pixels <= AUTO_IM2COL_MAX_PIXELS):
+    if impl == "im2col" or (on_cpu and pixels <= AUTO_IM2COL_MAX_PIXELS):
       return _im2col_conv(x, kernel, stride, padding)
-  if (impl == "auto" and groups == 1 and stride == 1 and padding < kernel.shape[0]
-      and jax.default_backend() == "cpu"):
-    return _conv_stride1(x, kernel, padding)
+    if on_cpu and stride == 1 and padding < kh:  # impl == 'auto'
+      return _conv_stride1(x, kernel, padding)
   return _xla_conv(x, kernel, stride, padding, groups)
 
 
