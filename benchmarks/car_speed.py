@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import allocator
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (name, model, create kwargs, layer, images)
 CASES = [
@@ -170,8 +172,11 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--devices", default="1,2", help="forced CPU device counts for the JAX runs")
   ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "car_speed.md"))
+  ap.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
+                  help="memory allocator (benchmarks/allocator.py); workers inherit it")
   ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
   args = ap.parse_args()
+  allocator.ensure(args.allocator)
   if args.worker:
     print("RESULT " + json.dumps(jax_worker(args.images, args.repeats)))
     return
@@ -195,7 +200,7 @@ def main():
   load = os.getloadavg()
   lines = ["# CAR candidate scoring speed (one greedy iteration: every filter of a layer)\n",
            f"`python benchmarks/car_speed.py --images {args.images} --repeats {args.repeats}` on "
-           f"{os.cpu_count()} CPU cores (load average {load[0]:.1f} while running: the machine is shared), "
+           f"{os.cpu_count()} CPU cores, {allocator.in_use()} (load average {load[0]:.1f} while running: the machine is shared), "
            f"torch {torch_res['threads']} threads. Best of {args.repeats} runs after a warm-up (compile "
            "excluded), seconds per layer.\n",
            "| layer | images | candidates | torch sequential | jax sequential | " +

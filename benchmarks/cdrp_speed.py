@@ -34,6 +34,8 @@ from jaxdr import models  # noqa: E402
 from jaxdr.methods import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
 
+import allocator  # noqa: E402
+
 
 def _block(tree):
   return jax.tree.map(lambda a: a.block_until_ready(), tree)
@@ -174,7 +176,10 @@ def main():
   parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "results", "cdrp_speed.md"))
+  parser.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
+                      help="memory allocator (benchmarks/allocator.py)")
   args = parser.parse_args()
+  allocator.ensure(args.allocator)
   import torch  # pylint: disable=g-import-not-at-top
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -245,7 +250,7 @@ def main():
       "",
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
       f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
-      f"threads). Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+      f"threads), {allocator.in_use()}. Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
       "(the CPU is shared with other jobs; numbers move with the load).",
       "",
       "| variant | images/s (median) | images/s (best) | compile + first run (s) |",
