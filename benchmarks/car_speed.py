@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-import allocator
+from jaxdr import allocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (name, model, create kwargs, layer, images)
@@ -173,7 +173,7 @@ def main():
   ap.add_argument("--devices", default="1,2", help="forced CPU device counts for the JAX runs")
   ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "car_speed.md"))
   ap.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
-                  help="memory allocator (benchmarks/allocator.py); workers inherit it")
+                  help="memory allocator (jaxdr/allocator.py); workers inherit it")
   ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
   args = ap.parse_args()
   allocator.ensure(args.allocator)

@@ -30,11 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jaxdr import models  # noqa: E402
+from jaxdr import allocator, models  # noqa: E402
 from jaxdr.methods import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
-
-import allocator  # noqa: E402
 
 
 def _block(tree):
@@ -177,7 +175,7 @@ def main():
   parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "results", "cdrp_speed.md"))
   parser.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
-                      help="memory allocator (benchmarks/allocator.py)")
+                      help="memory allocator (jaxdr/allocator.py)")
   args = parser.parse_args()
   allocator.ensure(args.allocator)
   import torch  # pylint: disable=g-import-not-at-top

@@ -29,10 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import costs, masks, models, surgery
+from jaxdr import allocator, costs, masks, models, surgery
 from jaxdr.models import layers
-
-import allocator
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
@@ -43,7 +41,7 @@ flags.DEFINE_list("channel_multiples", ["1", "8"], "surgery channel_multiple val
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported).")
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
-flags.DEFINE_enum("allocator", "tcmalloc", allocator.CHOICES, "Memory allocator (benchmarks/allocator.py).")
+flags.DEFINE_enum("allocator", "tcmalloc", allocator.CHOICES, "Memory allocator (jaxdr/allocator.py).")
 flags.DEFINE_bool("conv_table", True, "Also time single 3x3 convs (XLA vs im2col) at full and "
                   "sliced widths: which conv implementation is faster for which shapes.")
 # (map size, channels) of ResNet-56's and VGG-16's 3x3 convs at 32x32; kept channel fractions

@@ -115,11 +115,11 @@ def is_git_url(repo: str) -> bool:
 
 
 def install_commands(tpu: TPU, repo: str, extras: str = "", apt_packages: Sequence[str] = (
-    "dataset-fashion-mnist",)) -> List[Command]:
+    "dataset-fashion-mnist", "libtcmalloc-minimal4")) -> List[Command]:
   """Puts ``repo`` (git URL, or local checkout copied with scp) on every worker and installs it.
 
   Installs Python 3.11 (a venv), jaxdr with ``jax[tpu]``, and the Debian packages (the
-  offline Fashion-MNIST files) that the default configs read.
+  offline Fashion-MNIST files that the default configs read; tcmalloc, see `jaxdr.allocator`).
   """
   if not repo:
     raise ValueError("--repo is required: a git URL or a local checkout of jaxdr")
