@@ -15,6 +15,8 @@ of the sliced model actually timed. Masked and sliced calls alternate, so load c
 both alike.
 
     python benchmarks/surgery_speed.py [--runs=vgg16:auto,resnet56:xla] [--repeats=7] [--out=benchmarks/results/surgery_speed.md]
+
+``--torch_reference`` adds the same full and sliced networks run in PyTorch, for context.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import functools
 import os
 import platform
 import statistics
+import sys
 import time
 
 from absl import app, flags
@@ -30,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdr import allocator, costs, masks, models, surgery
-from jaxdr.models import layers
+from jaxdr.models import layers, resnet, vgg
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
@@ -42,6 +45,9 @@ flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported).")
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
 flags.DEFINE_enum("allocator", "tcmalloc", allocator.CHOICES, "Memory allocator (jaxdr/allocator.py).")
+flags.DEFINE_bool("torch_reference", False, "Also time the same full and sliced networks in "
+                  "PyTorch (our weights, eval mode) at the largest batch: how PyTorch's CPU convs "
+                  "turn the same slicing into speed. Needs torch (the bench extra).")
 flags.DEFINE_bool("conv_table", True, "Also time single 3x3 convs (XLA vs im2col) at full and "
                   "sliced widths: which conv implementation is faster for which shapes.")
 # (map size, channels) of ResNet-56's and VGG-16's 3x3 convs at 32x32; kept channel fractions
@@ -95,6 +101,70 @@ def time_forwards(calls, batch: int, repeats: int):
     for fn, ts in zip(fns, times):
       t = time.perf_counter()
       fn().block_until_ready()
+      ts.append(time.perf_counter() - t)
+  return [statistics.median(ts) for ts in times]
+
+
+def torch_mirror(model, variables):
+  """The same network as a PyTorch forward (our weights, eval-mode BN; masks not applied):
+  VGG or a CIFAR ResNet with basic blocks. Returns (forward on NHWC numpy images, torch)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  F = torch.nn.functional
+  params, stats = variables["params"], variables["batch_stats"]
+  tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
+
+  def unit(x, name, stride=1, act=True):
+    p, st = params, stats
+    for k in name.split("/"):
+      p, st = p[k], st[k]
+    w = tensor(p["kernel"]).permute(3, 2, 0, 1).contiguous()
+    x = F.conv2d(x, w, tensor(p["bias"]) if "bias" in p else None, stride=stride, padding=w.shape[-1] // 2)
+    x = F.batch_norm(x, tensor(st["bn"]["mean"]), tensor(st["bn"]["var"]), tensor(p["bn"]["scale"]),
+                     tensor(p["bn"]["bias"]), eps=1e-5)
+    return F.relu(x) if act else x
+
+  head = params["classifier"]["dense"]
+  w_out, b_out = tensor(head["kernel"]), tensor(head["bias"])
+  if isinstance(model, vgg.VGG):
+    def body(x):
+      i = 0
+      for v in model.cfg:
+        if v == "M":
+          x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+        else:
+          x, i = unit(x, f"conv{i}"), i + 1
+      return x
+  elif isinstance(model, resnet.ResNet) and not model.bottleneck and not model.imagenet_stem:
+    blocks = sorted((k for k in params if k.startswith("stage")),
+                    key=lambda k: tuple(int(n) for n in k[len("stage"):].split("_block")))
+    def body(x):
+      x = unit(x, "stem")
+      for name in blocks:
+        stride = 2 if name.endswith("_block0") and not name.startswith("stage1_") else 1
+        y = unit(unit(x, f"{name}/conv1", stride), f"{name}/conv2", act=False)
+        shortcut = unit(x, f"{name}/shortcut", stride, act=False) if "shortcut" in params[name] else x
+        x = F.relu(y + shortcut)
+      return x
+  else:
+    raise ValueError(f"no PyTorch mirror for {type(model).__name__}")
+
+  def forward(images):
+    with torch.no_grad():
+      x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous()
+      return (body(x).mean((2, 3)) @ w_out + b_out).numpy()
+  return forward, torch
+
+
+def time_torch(forwards, batch: int, repeats: int):
+  """Median seconds of each PyTorch forward at ``batch``, alternating within every repeat."""
+  x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (batch, 32, 32, 3)))
+  for f in forwards:
+    f(x)
+  times = [[] for _ in forwards]
+  for _ in range(repeats):
+    for f, ts in zip(forwards, times):
+      t = time.perf_counter()
+      f(x)
       ts.append(time.perf_counter() - t)
   return [statistics.median(ts) for ts in times]
 
@@ -162,6 +232,18 @@ def main(argv):
             print(f"{name} ({impl}) {family} x{multiple} -{target:.0%} batch {b}: masked "
                   f"{masked * 1e3:.1f} ms, sliced {sliced * 1e3:.1f} ms, speedup "
                   f"{masked / sliced:.2f}x (MACs ratio {row['ratio']:.2f})", flush=True)
+          if FLAGS.torch_reference:
+            full_t, torch = torch_mirror(model, variables)
+            small_t, _ = torch_mirror(small, small_vars)
+            x = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (2, 32, 32, 3)))
+            diff = max(float(np.max(np.abs(f(x) - np.asarray(models.apply(m, v, x)))))
+                       for f, m, v in ((full_t, model, variables), (small_t, small, small_vars)))
+            if diff > 1e-3:
+              raise SystemExit(f"PyTorch mirror of {name} differs from jaxdr by {diff:.1e}")
+            row["torch"] = time_torch([full_t, small_t], max(batches), FLAGS.repeats)
+            row["torch_threads"] = torch.get_num_threads()
+            print(f"  PyTorch ({row['torch_threads']} threads) batch {max(batches)}: full "
+                  f"{row['torch'][0] * 1e3:.1f} ms, sliced {row['torch'][1] * 1e3:.1f} ms", flush=True)
           rows.append(row)
   extra = conv_table(max(batches)) if FLAGS.conv_table else []
   load_after = os.getloadavg()
@@ -174,10 +256,12 @@ def write_table(rows, batches, load_before, load_after, extra=()):
   for b in batches:
     head += [f"masked ms @{b}", f"sliced ms @{b}", f"speedup @{b}"]
   head += [f"speedup / FLOPs ratio @{b}" for b in batches]
+  torch_cols = any("torch" in r for r in rows)
+  if torch_cols:
+    head += [f"PyTorch {c} @{max(batches)}" for c in ("full ms", "sliced ms", "speedup / FLOPs ratio")]
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
-           f"--runs={','.join(FLAGS.runs)} --families={','.join(FLAGS.families)} "
-           f"--channel_multiples={','.join(FLAGS.channel_multiples)} --allocator={FLAGS.allocator}`; jax {jax.__version__}, backend {jax.default_backend()}, "
+           f"{' '.join(sys.argv[1:])}`; jax {jax.__version__}, backend {jax.default_backend()}, "
            f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {allocator.in_use()}. Median of "
            f"{FLAGS.repeats} calls after 2 warm-up calls, masked and sliced calls alternating. CIFAR shapes: 32x32x3, 10 classes.", "",
            f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after the run (the 2 cores "
@@ -192,6 +276,9 @@ def write_table(rows, batches, load_before, load_after, extra=()):
       m, s = r[b]
       cells += [f"{m * 1e3:.1f}", f"{s * 1e3:.1f}", f"{m / s:.2f}x"]
     cells += [f"{r[b][0] / r[b][1] / r['ratio']:.2f}" for b in batches]
+    if torch_cols:
+      full_t, small_t = r.get("torch", (float("nan"), float("nan")))
+      cells += [f"{full_t * 1e3:.1f}", f"{small_t * 1e3:.1f}", f"{full_t / small_t / r['ratio']:.2f}"]
     lines.append("| " + " | ".join(cells) + " |")
   lines += [""] + list(extra)
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
