@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from jaxdr import allocator
+from jaxdr import cpu_runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (name, model, create kwargs, layer, images)
@@ -172,11 +172,14 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--devices", default="1,2", help="forced CPU device counts for the JAX runs")
   ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "car_speed.md"))
-  ap.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
-                  help="memory allocator (jaxdr/allocator.py); workers inherit it")
+  ap.add_argument("--allocator", default="tcmalloc", choices=cpu_runtime.ALLOCATORS,
+                  help="memory allocator (jaxdr/cpu_runtime.py); workers inherit it")
+  ap.add_argument("--xla_cpu_ynn", default="true", choices=("true", "false"),
+                  help="XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py); workers inherit it")
   ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
   args = ap.parse_args()
-  allocator.ensure(args.allocator)
+  cpu_runtime.ensure_allocator(args.allocator)
+  cpu_runtime.set_ynn(args.xla_cpu_ynn == "true")
   if args.worker:
     print("RESULT " + json.dumps(jax_worker(args.images, args.repeats)))
     return
@@ -186,9 +189,11 @@ def main():
     sys.exit(f"car_speed: --devices must be comma-separated integers, got {args.devices!r}")
   runs = {}
   for d in devices:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={d}", JAX_PLATFORMS="cpu")
+    flags_ = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={d}".strip()
+    env = dict(os.environ, XLA_FLAGS=flags_, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, __file__, "--worker", "1", "--images", str(args.images),
-                           "--repeats", str(args.repeats)], env=env, capture_output=True, text=True)
+                           "--repeats", str(args.repeats), "--allocator", args.allocator,
+                           "--xla_cpu_ynn", args.xla_cpu_ynn], env=env, capture_output=True, text=True)
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not line:
       sys.exit(f"car_speed: JAX worker with {d} device(s) failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -200,7 +205,7 @@ def main():
   load = os.getloadavg()
   lines = ["# CAR candidate scoring speed (one greedy iteration: every filter of a layer)\n",
            f"`python benchmarks/car_speed.py --images {args.images} --repeats {args.repeats}` on "
-           f"{os.cpu_count()} CPU cores, {allocator.in_use()} (load average {load[0]:.1f} while running: the machine is shared), "
+           f"{os.cpu_count()} CPU cores, {cpu_runtime.describe()} (load average {load[0]:.1f} while running: the machine is shared), "
            f"torch {torch_res['threads']} threads. Best of {args.repeats} runs after a warm-up (compile "
            "excluded), seconds per layer.\n",
            "| layer | images | candidates | torch sequential | jax sequential | " +

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jaxdr import allocator, models  # noqa: E402
+from jaxdr import cpu_runtime, models  # noqa: E402
 from jaxdr.methods import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
 
@@ -174,10 +174,13 @@ def main():
   parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "results", "cdrp_speed.md"))
-  parser.add_argument("--allocator", default="tcmalloc", choices=allocator.CHOICES,
-                      help="memory allocator (jaxdr/allocator.py)")
+  parser.add_argument("--allocator", default="tcmalloc", choices=cpu_runtime.ALLOCATORS,
+                      help="memory allocator (jaxdr/cpu_runtime.py)")
+  parser.add_argument("--xla_cpu_ynn", default="true", choices=("true", "false"),
+                      help="XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py)")
   args = parser.parse_args()
-  allocator.ensure(args.allocator)
+  cpu_runtime.ensure_allocator(args.allocator)
+  cpu_runtime.set_ynn(args.xla_cpu_ynn == "true")
   import torch  # pylint: disable=g-import-not-at-top
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -248,7 +251,7 @@ def main():
       "",
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
       f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
-      f"threads), {allocator.in_use()}. Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+      f"threads), {cpu_runtime.describe()}. Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
       "(the CPU is shared with other jobs; numbers move with the load).",
       "",
       "| variant | images/s (median) | images/s (best) | compile + first run (s) |",

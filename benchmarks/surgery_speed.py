@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import allocator, costs, masks, models, surgery
+from jaxdr import costs, cpu_runtime, masks, models, surgery
 from jaxdr.models import layers, resnet, vgg
 
 FLAGS = flags.FLAGS
@@ -44,7 +44,8 @@ flags.DEFINE_list("channel_multiples", ["1", "8"], "surgery channel_multiple val
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported).")
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
-flags.DEFINE_enum("allocator", "tcmalloc", allocator.CHOICES, "Memory allocator (jaxdr/allocator.py).")
+flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
+flags.DEFINE_bool("xla_cpu_ynn", True, "XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py).")
 flags.DEFINE_bool("torch_reference", False, "Also time the same full and sliced networks in "
                   "PyTorch (our weights, eval mode) at the largest batch: how PyTorch's CPU convs "
                   "turn the same slicing into speed. Needs torch (the bench extra).")
@@ -204,7 +205,8 @@ def conv_table(batch: int) -> list:
 
 def main(argv):
   del argv
-  allocator.ensure(FLAGS.allocator)
+  cpu_runtime.ensure_allocator(FLAGS.allocator)
+  cpu_runtime.set_ynn(FLAGS.xla_cpu_ynn)
   batches = [int(b) for b in FLAGS.batch_sizes]
   load_before = os.getloadavg()
   rows = []
@@ -262,7 +264,7 @@ def write_table(rows, batches, load_before, load_after, extra=()):
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
            f"{' '.join(sys.argv[1:])}`; jax {jax.__version__}, backend {jax.default_backend()}, "
-           f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {allocator.in_use()}. Median of "
+           f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {cpu_runtime.describe()}. Median of "
            f"{FLAGS.repeats} calls after 2 warm-up calls, masked and sliced calls alternating. CIFAR shapes: 32x32x3, 10 classes.", "",
            f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after the run (the 2 cores "
            f"are shared: absolute times move with the load; the ratios less so).", "",

@@ -6,7 +6,7 @@ on ``config.method``: ``'train'`` -> `jaxdr.train.train_and_evaluate`, any other
 ``DIR/report.md``. Expected failures (bad flag or config, unknown model or dataset, missing
 dataset, unusable workdir, corrupt checkpoint) print one ``jaxdr: error: ...`` line on
 stderr and exit 1; nothing already in the workdir is removed. With tcmalloc installed the
-command first restarts itself on it (``--allocator``, `jaxdr.allocator`).
+command first restarts itself on it (``--allocator``; ``--xla_cpu_ynn``: `jaxdr.cpu_runtime`).
 
 Multi-host: every host runs the same command; ``--coordinator_address`` /
 ``--num_processes`` / ``--process_id`` (or JAX's auto-detection on Cloud TPU) join them.
@@ -24,7 +24,7 @@ from absl import logging
 from etils import epath
 from ml_collections import config_flags
 
-from jaxdr import allocator
+from jaxdr import cpu_runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -33,9 +33,12 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "",
                                    "host:port of process 0 for a multi-process run ('' = auto).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index in a multi-process run.")
-_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", allocator.CHOICES,
+_ALLOCATOR = flags.DEFINE_enum("allocator", "auto", cpu_runtime.ALLOCATORS,
                                "Memory allocator: 'auto' restarts on tcmalloc when it is installed "
-                               "(much faster on CPU, see jaxdr/allocator.py).")
+                               "(much faster on CPU, see jaxdr/cpu_runtime.py).")
+_XLA_CPU_YNN = flags.DEFINE_bool("xla_cpu_ynn", True, "Let XLA's CPU compiler use YNNPACK fusions "
+                                 "(XLA's default); false runs wide convs faster and narrow nets "
+                                 "slower (jaxdr/cpu_runtime.py).")
 
 PROG = "jaxdr"
 
@@ -139,8 +142,9 @@ def main(argv):
     fail("--config is required (e.g. --config=configs/quickstart.py)", code=2)
   if not _WORKDIR.value:
     fail("--workdir is required", code=2)
-  allocator.ensure(_ALLOCATOR.value)
-  logging.info("allocator: %s", allocator.in_use())
+  cpu_runtime.ensure_allocator(_ALLOCATOR.value)
+  cpu_runtime.set_ynn(_XLA_CPU_YNN.value)
+  logging.info("cpu runtime: %s", cpu_runtime.describe())
   from jaxdr import checkpoints, data, train  # pylint: disable=g-import-not-at-top
   expected = (UsageError, ValueError, KeyError, OSError, checkpoints.CheckpointError,
               data.DatasetNotFoundError)

@@ -119,7 +119,7 @@ def install_commands(tpu: TPU, repo: str, extras: str = "", apt_packages: Sequen
   """Puts ``repo`` (git URL, or local checkout copied with scp) on every worker and installs it.
 
   Installs Python 3.11 (a venv), jaxdr with ``jax[tpu]``, and the Debian packages (the
-  offline Fashion-MNIST files that the default configs read; tcmalloc, see `jaxdr.allocator`).
+  offline Fashion-MNIST files that the default configs read; tcmalloc, see `jaxdr.cpu_runtime`).
   """
   if not repo:
     raise ValueError("--repo is required: a git URL or a local checkout of jaxdr")
