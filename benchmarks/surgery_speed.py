@@ -86,9 +86,21 @@ def mask_for_target(model, target: float, family: str = "uniform", multiple: int
   return mask, saved(mask)
 
 
+def alternating_medians(fns, repeats: int):
+  """Median seconds of each zero-argument call (already warmed up); the calls alternate
+  within every repeat, so load changes hit them alike. Calls return what to block on."""
+  times = [[] for _ in fns]
+  for _ in range(repeats):
+    for fn, ts in zip(fns, times):
+      t = time.perf_counter()
+      jax.block_until_ready(fn())
+      ts.append(time.perf_counter() - t)
+  return [statistics.median(ts) for ts in times]
+
+
 def time_forwards(calls, batch: int, repeats: int):
-  """Median seconds of each (model, variables, mask) jitted forward at ``batch``; the calls
-  alternate within every repeat (compiled and warmed up first)."""
+  """Median seconds of each (model, variables, mask) jitted forward at ``batch``, alternating
+  (compiled and warmed up first)."""
   fns = []
   for model, variables, mask in calls:
     fwd = jax.jit(lambda v, x, m, model=model: models.apply(model, v, x, m))
@@ -97,13 +109,7 @@ def time_forwards(calls, batch: int, repeats: int):
     for _ in range(2):
       fwd(variables, x, mask).block_until_ready()
     fns.append(functools.partial(fwd, variables, x, mask))
-  times = [[] for _ in fns]
-  for _ in range(repeats):
-    for fn, ts in zip(fns, times):
-      t = time.perf_counter()
-      fn().block_until_ready()
-      ts.append(time.perf_counter() - t)
-  return [statistics.median(ts) for ts in times]
+  return alternating_medians(fns, repeats)
 
 
 def torch_mirror(model, variables):
@@ -161,13 +167,7 @@ def time_torch(forwards, batch: int, repeats: int):
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (batch, 32, 32, 3)))
   for f in forwards:
     f(x)
-  times = [[] for _ in forwards]
-  for _ in range(repeats):
-    for f, ts in zip(forwards, times):
-      t = time.perf_counter()
-      f(x)
-      ts.append(time.perf_counter() - t)
-  return [statistics.median(ts) for ts in times]
+  return alternating_medians([functools.partial(f, x) for f in forwards], repeats)
 
 
 def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: int) -> float:
@@ -176,12 +176,7 @@ def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: in
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, cin, cout))
   f = jax.jit(lambda x, k: layers.conv2d(x, k, stride=1, padding=1, groups=1, impl=impl))
   f(x, k).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(x, k).block_until_ready()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return alternating_medians([functools.partial(f, x, k)], repeats)[0]
 
 
 def conv_table(batch: int) -> list:

@@ -38,7 +38,7 @@ _ALLOCATOR = flags.DEFINE_enum("allocator", "auto", cpu_runtime.ALLOCATORS,
                                "(much faster on CPU, see jaxdr/cpu_runtime.py).")
 _XLA_CPU_YNN = flags.DEFINE_bool("xla_cpu_ynn", True, "Let XLA's CPU compiler use YNNPACK fusions "
                                  "(XLA's default); false runs wide convs faster and narrow nets "
-                                 "slower (jaxdr/cpu_runtime.py).")
+                                 "slower (jaxdr/cpu_runtime.py). Unset: XLA_FLAGS decides.")
 
 PROG = "jaxdr"
 
@@ -143,7 +143,8 @@ def main(argv):
   if not _WORKDIR.value:
     fail("--workdir is required", code=2)
   cpu_runtime.ensure_allocator(_ALLOCATOR.value)
-  cpu_runtime.set_ynn(_XLA_CPU_YNN.value)
+  if _XLA_CPU_YNN.present:  # else keep what XLA_FLAGS already says
+    cpu_runtime.set_ynn(_XLA_CPU_YNN.value)
   logging.info("cpu runtime: %s", cpu_runtime.describe())
   from jaxdr import checkpoints, data, train  # pylint: disable=g-import-not-at-top
   expected = (UsageError, ValueError, KeyError, OSError, checkpoints.CheckpointError,

@@ -21,9 +21,8 @@ flags.DEFINE_string("project", "", "GCP project; '' = gcloud's configured projec
 flags.DEFINE_bool("spot", False, "Create a Spot VM (cheaper, can be preempted).")
 flags.DEFINE_string("repo", "", "jaxdr to install: a git URL, or a local checkout copied with scp.")
 flags.DEFINE_string("extras", "", "Extras to install with jaxdr, e.g. 'test'.")
-flags.DEFINE_list("apt_packages", ["dataset-fashion-mnist", "libtcmalloc-minimal4"],
-                  "Debian packages to install on every worker besides python3.11 (the offline "
-                  "Fashion-MNIST files; tcmalloc, which jaxdr.main restarts on); '' = none.")
+flags.DEFINE_list("apt_packages", list(tpu_vm.APT_PACKAGES), "Debian packages to install on "
+                  "every worker besides python3.11 (tpu_vm.APT_PACKAGES); '' = none.")
 flags.DEFINE_string("config", "", "Config file relative to the jaxdr checkout, e.g. configs/quickstart.py.")
 flags.DEFINE_string("workdir", "", "Run directory every host can write, e.g. gs://BUCKET/jaxdr/run1.")
 flags.DEFINE_multi_string("set", [], "Config override KEY=VALUE, passed as --config.KEY=VALUE; repeatable.")

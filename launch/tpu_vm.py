@@ -37,6 +37,9 @@ REMOTE_DIR = "jaxdr"  # the checkout on every worker, relative to the home direc
 # jaxdr needs Python >= 3.11; the TPU images are Ubuntu 22.04 (Python 3.10), so the install
 # puts Debian's python3.11 in a venv and every remote command uses it.
 REMOTE_PYTHON_PACKAGES = ("python3.11", "python3.11-venv")
+# Debian packages every worker gets by default: the offline Fashion-MNIST files the default
+# configs read, and tcmalloc (jaxdr.main restarts on it: jaxdr/cpu_runtime.py).
+APT_PACKAGES = ("dataset-fashion-mnist", "libtcmalloc-minimal4")
 REMOTE_VENV = "~/jaxdr-venv"
 REMOTE_PYTHON = f"{REMOTE_VENV}/bin/python"  # unquoted in remote lines, so ~ expands
 # On a pod slice every host joins one jax.distributed run: jaxdr.main initialises it when
@@ -114,8 +117,8 @@ def is_git_url(repo: str) -> bool:
   return bool(re.match(r"^([a-z+]+://|git@)", repo))
 
 
-def install_commands(tpu: TPU, repo: str, extras: str = "", apt_packages: Sequence[str] = (
-    "dataset-fashion-mnist", "libtcmalloc-minimal4")) -> List[Command]:
+def install_commands(tpu: TPU, repo: str, extras: str = "",
+                     apt_packages: Sequence[str] = APT_PACKAGES) -> List[Command]:
   """Puts ``repo`` (git URL, or local checkout copied with scp) on every worker and installs it.
 
   Installs Python 3.11 (a venv), jaxdr with ``jax[tpu]``, and the Debian packages (the
