@@ -16,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Mapping, Optional, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdr import reductions
 
 Mask = Dict[str, "jnp.ndarray"]
 
@@ -50,8 +53,15 @@ class GatePoint:
     return not self.coupled
 
 
-def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: str) -> jnp.ndarray:
-  """Multiplies NHWC (or NC) activations ``x`` by ``mask[key]`` ([C] or [B, C])."""
+def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: str,
+               cpu_fast_grad: bool = False) -> jnp.ndarray:
+  """Multiplies NHWC (or NC) activations ``x`` by ``mask[key]`` ([C] or [B, C]).
+
+  ``cpu_fast_grad``: on CPU, the gate's gradient (a sum of ``x * cotangent`` over every
+  axis but the gate's) is computed as a tree of adds (`jaxdr.reductions`), ~3x faster
+  than XLA's reduce; this path is reverse-mode only (a custom VJP), so models turn it on
+  with their CPU fast paths (``conv_impl='auto'``) and leave it off for ``'xla'``.
+  """
   if mask is None or key not in mask:
     return x
   gate = jnp.asarray(mask[key], x.dtype)
@@ -60,10 +70,36 @@ def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: s
   if gate.ndim == 2:  # per-example [B, C]
     if gate.shape[0] != x.shape[0]:
       raise MaskError(f"per-example gate {key!r} has batch {gate.shape[0]}, activations have {x.shape[0]}")
-    gate = gate.reshape((gate.shape[0],) + (1,) * (x.ndim - 2) + (gate.shape[1],))
   elif gate.ndim != 1:
     raise MaskError(f"gate {key!r} must have shape [C] or [B, C], got {gate.shape}")
-  return x * gate
+  if cpu_fast_grad and x.ndim > 2 and jax.default_backend() == "cpu":
+    return _scale_channels_tree_grad(x, gate)
+  return x * _broadcastable(gate, x.ndim)
+
+
+def _broadcastable(gate, ndim: int):
+  """[C] or [B, C] -> a shape that broadcasts against [B, ..., C] (ndim axes)."""
+  if gate.ndim == 2:
+    return gate.reshape((gate.shape[0],) + (1,) * (ndim - 2) + (gate.shape[1],))
+  return gate
+
+
+@jax.custom_vjp
+def _scale_channels_tree_grad(x, gate):
+  return x * _broadcastable(gate, x.ndim)
+
+
+def _scale_channels_fwd(x, gate):
+  return _scale_channels_tree_grad(x, gate), (x, gate)
+
+
+def _scale_channels_bwd(res, g):
+  x, gate = res
+  axes = range(gate.ndim - 1, x.ndim - 1)  # all but the gate's: (N,) H, W
+  return g * _broadcastable(gate, x.ndim), reductions.tree_sum(x * g, axes)
+
+
+_scale_channels_tree_grad.defvjp(_scale_channels_fwd, _scale_channels_bwd)
 
 
 def ones_mask(points: Sequence[GatePoint], batch_size: Optional[int] = None, dtype=jnp.float32) -> Mask:

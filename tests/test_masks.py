@@ -138,3 +138,27 @@ def test_spaces_group_coupled_gate_points():
   assert stem == ["stem", "stage1_block0/out", "stage1_block1/out", "stage1_block2/out"]
   assert all(p.coupled for p in by_space["stem"])
   assert by_space["stage1_block0/conv1"][0].removable_alone
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_v2"])
+@pytest.mark.parametrize("lead", [(), (2,)])
+def test_cpu_fast_gate_gradient_equals_plain(name, lead, tiny, images):
+  """'auto' models take gate gradients as tree sums on CPU (a custom VJP); 'xla' models use
+  plain autodiff. Shared [C] and per-example [B, C] gates get the same gradients, and
+  'xla' models keep forward mode."""
+  model, variables = tiny(name)
+  x = images(2)
+  gates = _random_mask(_gates(model), np.random.default_rng(3), lead=lead, low=0.5)
+
+  def loss(impl):
+    m = model.clone(conv_impl=impl)
+    return lambda g: jnp.sum(jax.nn.log_softmax(models.apply(m, variables, x, g))[:, 0] ** 2)
+
+  fast, plain = jax.jit(jax.grad(loss("auto")))(gates), jax.jit(jax.grad(loss("xla")))(gates)
+  for key in gates:
+    np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6, err_msg=key)
+  assert "custom_vjp" in str(jax.make_jaxpr(loss("auto"))(gates))
+  assert "custom_vjp" not in str(jax.make_jaxpr(loss("xla"))(gates))
+  tangent = jax.tree.map(jnp.ones_like, gates)
+  _, jvp = jax.jvp(loss("xla"), (gates,), (tangent,))
+  np.testing.assert_allclose(jvp, sum(jnp.sum(plain[k]) for k in gates), rtol=1e-4)

@@ -60,7 +60,7 @@ class InvertedResidual(nn.Module):
                         name="project")(y, mask, train, src=layers.child_key(self, "dw"), dst=out_key)
     if self.residual:
       y = y + x
-    return layers.Gate(space=self.space, name="out")(y, mask)
+    return layers.Gate(space=self.space, conv_impl=self.conv_impl, name="out")(y, mask)
 
 
 class MobileNetV2(layers.Backbone):

@@ -45,7 +45,7 @@ class Block(nn.Module):
     if self.projection:
       x = layers.ConvUnit(self.out_width, kernel=1, stride=self.stride, act=None, gate=False,
                           name="shortcut", **kw)(x, mask, train, src=src, dst=out_key)
-    return layers.Gate(space=self.space, name="out")(nn.relu(y + x), mask)
+    return layers.Gate(space=self.space, conv_impl=self.conv_impl, name="out")(nn.relu(y + x), mask)
 
 
 class ResNet(layers.Backbone):

@@ -54,6 +54,44 @@ def test_auto_conv_gradients_equal_lax_conv(kernel, pad):
   np.testing.assert_allclose(jax.jit(scanned)(x), c, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("hw,cin,cout,kernel,stride,pad", [
+    (2, 5, 4, 3, 1, 1),   # VGG-16's last block on 32x32 inputs
+    (1, 3, 6, 3, 1, 1),   # ... and on 28x28 inputs: only the centre tap is real
+    (3, 4, 2, 3, 2, 1),   # stride 2 onto 2x2
+    (2, 4, 3, 2, 1, 0),   # even kernel, no padding
+])
+def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad):
+  """Tiny maps as one dense matmul: values, input and kernel gradients equal XLA's, also in
+  a lax.scan (where the matrices are loop invariants)."""
+  rng = np.random.default_rng(hw * 100 + cin)
+  x = jnp.asarray(rng.normal(size=(3, hw, hw, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
+  assert layers._dense_is_cheaper((hw, hw), (kernel, kernel))
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+  dense = lambda x, w: layers._dense_conv(x, w, stride, pad)  # noqa: E731
+  lax = lambda x, w: layers._xla_conv(x, w, stride, pad, 1)  # noqa: E731
+  np.testing.assert_allclose(dense(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(jax.grad(loss(dense), (0, 1))(x, w), jax.grad(loss(lax), (0, 1))(x, w),
+                              rtol=1e-5, atol=1e-5)
+  def scanned(conv):
+    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
+    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
+  np.testing.assert_allclose(scanned(dense), scanned(lax), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_conv_picks_dense_only_where_it_saves_macs():
+  """'auto' on CPU: a 3x3 conv on a 2x2 map is one matmul; on 2x2 outputs of a 4x4 map
+  (stride 2) each output sees only 9 of 16 pixels, so im2col (fewer MACs) stays."""
+  def ops(hw, stride):
+    x, w = jnp.ones((1, hw, hw, 2)), jnp.ones((3, 3, 2, 2))
+    return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=1, groups=1,
+                                                      impl="auto"))(x))
+  assert "custom_vjp" in ops(2, 1) and "conv_general_dilated" not in ops(2, 1)
+  assert not layers._dense_is_cheaper((4, 4), (3, 3))
+  assert "custom_vjp" not in ops(4, 2) and "conv_general_dilated" not in ops(4, 2)
+
+
 def test_conv2d_dispatch_and_errors():
   x = jnp.ones((1, 4, 4, 2))
   with pytest.raises(ValueError, match="conv_impl must be one of"):
