@@ -22,9 +22,10 @@ from jaxdr import masks
 ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
 # 'xla': lax.conv everywhere (every JAX transformation, forward mode included).
 # 'im2col': patches + matmul. 'auto': on CPU, tiny maps as one matmul (a dense matrix
-# when every output pixel sees the whole input, else im2col) and, for stride-1 convs,
-# lax.conv with a custom VJP (reverse mode only) whose input gradient is a plain forward
-# conv; elsewhere 'xla'. Results are the same to float tolerance.
+# when every output pixel sees the whole input, else im2col), wide 3x3 'same' convs by
+# Winograd F(2x2, 3x3), other stride-1 convs as lax.conv; each with a custom VJP (reverse
+# mode only) whose input gradient is a forward conv. Elsewhere 'xla'. Results are the
+# same to float tolerance.
 CONV_IMPLS = ("xla", "im2col", "auto")
 # XLA's CPU convolution is pathologically slow on tiny maps with many channels (VGG-16's
 # 2x2 block: 150x slower than im2col at batch 128), while on 4x4 and larger maps it beats
@@ -111,6 +112,79 @@ def _dense_is_cheaper(in_hw, kernel_hw) -> bool:
   return in_hw[0] * in_hw[1] <= kernel_hw[0] * kernel_hw[1]
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016): a 4x4 input tile d and a 3x3 kernel g give
+# the 2x2 output tile A^T [(G g G^T) * (B^T d B)] A: 16 MACs per 4 outputs and channel
+# pair instead of 36, as 16 [tiles, Cin] x [Cin, Cout] matmuls.
+_WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+_WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+# XLA's CPU conv beats Winograd below this many input and output channels (64-channel
+# maps: 1.3-1.5x slower with Winograd); from 128 on Winograd is 1.3-1.7x faster, at batch
+# 1 and 128 alike (benchmarks/results/cdrp_speed.md).
+WINOGRAD_MIN_CHANNELS = 128
+
+
+def _combine(coeffs, terms):
+  """sum(c * t) over the non-zero coefficients, without multiplying by +-1."""
+  out = None
+  for c, t in zip(coeffs, terms):
+    if c:
+      t = t if c == 1 else (-t if c == -1 else c * t)
+      out = t if out is None else out + t
+  return out
+
+
+def _winograd_applies(x_shape, kernel_shape, stride: int, padding: int) -> bool:
+  """3x3 stride-1 'same' convs on even maps with >= WINOGRAD_MIN_CHANNELS in and out."""
+  kh, kw, cin, cout = kernel_shape
+  return ((kh, kw, stride, padding) == (3, 3, 1, 1) and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0
+          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd_kernel(kernel):
+  """[3, 3, Cin, Cout] -> the 16 transformed taps G g G^T, [16, Cin, Cout]."""
+  u = jnp.einsum("ah,hwio,bw->abio", _WINOGRAD_G, kernel, _WINOGRAD_G)
+  return u.reshape((16,) + kernel.shape[2:])
+
+
+def _winograd_apply(x, u):
+  """3x3 'same' conv of x [N, H, W, Cin] (H, W even) given transformed taps u [16, Cin, Cout]."""
+  n, h, w, cin = x.shape
+  th, tw = h // 2, w // 2
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  rows = [xp[:, i:i + 2 * th:2] for i in range(4)]  # tile row i of every tile: [N, th, W+2, Cin]
+  v = []
+  for row in (_combine(bt, rows) for bt in _WINOGRAD_BT):
+    cols = [row[:, :, j:j + 2 * tw:2] for j in range(4)]
+    v += [_combine(bt, cols) for bt in _WINOGRAD_BT]
+  m = jnp.einsum("kmc,kcd->kmd", jnp.stack(v).reshape(16, n * th * tw, cin), u)
+  m = m.reshape(4, 4, n, th, tw, -1)
+  half = [_combine(at, list(m)) for at in _WINOGRAD_AT]  # [4, N, th, tw, Cout] each
+  y = [jnp.stack([_combine(at, list(r)) for at in _WINOGRAD_AT], 3) for r in half]
+  return jnp.stack(y, 2).reshape(n, h, w, -1)  # [N, th, 2, tw, 2, Cout] -> NHWC
+
+
+@jax.custom_vjp
+def _winograd_conv(x, kernel):
+  """3x3 stride-1 'same' conv by Winograd F(2x2, 3x3); its input gradient is the same
+  algorithm on the flipped, transposed kernel. Equal to XLA's conv to float tolerance."""
+  return _winograd_apply(x, _winograd_kernel(kernel))
+
+
+def _winograd_conv_fwd(x, kernel):
+  return _winograd_conv(x, kernel), (x, kernel)
+
+
+def _winograd_conv_bwd(res, g):
+  x, kernel = res
+  dx = _winograd_apply(g, _winograd_kernel(jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)))
+  _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, 1, 1, 1), kernel)
+  return dx, kernel_vjp(g)[0]
+
+
+_winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
+
+
 def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
   """NHWC x HWIO convolution with symmetric zero padding; ``impl`` in CONV_IMPLS."""
   if impl not in CONV_IMPLS:
@@ -125,7 +199,9 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
       if _dense_is_cheaper(x.shape[1:3], kernel.shape[:2]):
         return _dense_conv(x, kernel, stride, padding)
       return _im2col_conv(x, kernel, stride, padding)
-    if on_cpu and stride == 1 and padding < kh:  # impl == 'auto'
+    if on_cpu and _winograd_applies(x.shape, kernel.shape, stride, padding):  # impl == 'auto'
+      return _winograd_conv(x, kernel)
+    if on_cpu and stride == 1 and padding < kh:
       return _conv_stride1(x, kernel, padding)
   return _xla_conv(x, kernel, stride, padding, groups)
 

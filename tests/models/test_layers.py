@@ -92,6 +92,35 @@ def test_auto_conv_picks_dense_only_where_it_saves_macs():
   assert "custom_vjp" not in ops(4, 2) and "conv_general_dilated" not in ops(4, 2)
 
 
+@pytest.mark.parametrize("n,hw,cin,cout", [(2, 4, 3, 5), (1, 8, 4, 4), (3, 6, 2, 3), (2, 2, 3, 2)])
+def test_winograd_conv_equals_lax_conv(n, hw, cin, cout):
+  """Winograd F(2x2, 3x3): values, input and kernel gradients equal XLA's, also in a lax.scan."""
+  rng = np.random.default_rng(hw * 10 + cin)
+  x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, cin, cout)), jnp.float32)
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+  lax = lambda x, w: layers._xla_conv(x, w, 1, 1, 1)  # noqa: E731
+  np.testing.assert_allclose(layers._winograd_conv(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(jax.grad(loss(layers._winograd_conv), (0, 1))(x, w),
+                              jax.grad(loss(lax), (0, 1))(x, w), rtol=1e-5, atol=1e-5)
+  def scanned(conv):
+    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
+    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
+  np.testing.assert_allclose(scanned(layers._winograd_conv), scanned(lax), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_conv_uses_winograd_on_wide_even_maps_only():
+  def ops(hw, cin, cout, kernel=3, stride=1):
+    x, w = jnp.ones((1, hw, hw, cin)), jnp.ones((kernel, kernel, cin, cout))
+    return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=kernel // 2,
+                                                      groups=1, impl="auto"))(x))
+  wide = layers.WINOGRAD_MIN_CHANNELS
+  assert "custom_vjp" in ops(8, wide, wide) and "conv_general_dilated" not in ops(8, wide, wide)
+  for args in [(8, wide // 2, wide), (7, wide, wide), (8, wide, wide, 5), (8, wide, wide, 3, 2)]:
+    assert "conv_general_dilated" in ops(*args), args
+
+
 def test_conv2d_dispatch_and_errors():
   x = jnp.ones((1, 4, 4, 2))
   with pytest.raises(ValueError, match="conv_impl must be one of"):
