@@ -11,10 +11,14 @@ top-1 prediction no longer equals the original one, the image's gates become all
 unchanged (``'best'``, as the CDRP authors' code does; the all-ones start always
 qualifies, with loss ``gamma * num_channels``).
 
-The whole batch is fitted at once: the per-example step is ``vmap``ed and the loop over
-steps runs inside one ``jit`` (``loop='scan'`` with ``unroll``, or ``'fori'``), or, with
-``loop='python'``, as a jitted step driven from Python. Examples never interact (eval
-mode, per-example loss), so each image's gates equal fitting that image alone.
+The whole batch is fitted at once inside one ``jit`` (``loop='scan'`` with ``unroll``, or
+``'fori'``; ``loop='python'`` drives a jitted step from Python). Each step evaluates the
+per-example losses and their gradients w.r.t. the [B, C] gates in one batched
+forward/backward (what ``vmap`` of the per-example gradient computes, with the batch
+visible to the model, so its CPU conv algorithms can use it), then applies the
+per-example optimiser step (SGD, clip, top-1 bookkeeping) ``vmap``ed over the images.
+Examples never interact (eval mode, per-example loss), so each image's gates equal
+fitting that image alone.
 
     fit = cdrp.make_fitter(model, cdrp.Options())
     gates, info = fit(variables, images)      # gates: {gate_key: [B, C]}
@@ -84,15 +88,29 @@ def _optimizer(options: Options) -> optax.GradientTransformation:
   return optax.sgd(options.learning_rate, momentum=options.momentum or None)
 
 
-def _loss_fn(model, variables, options: Options):
-  """Per-example loss(gates, image [H, W, C], target_logp [K]) -> (loss, logits [K])."""
-  def loss(gates, image, target_logp):
-    logits = models.apply(model, variables, image[None], gates)[0]
+def _batch_loss_fn(model, variables, options: Options):
+  """loss(gates {key: [B, C]}, images [B, H, W, C], target_logp [B, K]) -> (loss [B], logits [B, K]):
+  each image's KL + gamma * L1 under its own gates, in one batched forward."""
+  def loss(gates, images, target_logp):
+    logits = models.apply(model, variables, images, gates)
     logp = jax.nn.log_softmax(logits)
-    kl = jnp.sum(jnp.exp(target_logp) * (target_logp - logp))
-    l1 = sum(jnp.sum(jnp.abs(g)) for g in jax.tree_util.tree_leaves(gates))
+    kl = jnp.sum(jnp.exp(target_logp) * (target_logp - logp), axis=-1)
+    l1 = sum(jnp.sum(jnp.abs(g), axis=-1) for g in jax.tree_util.tree_leaves(gates))
     return kl + options.gamma * l1, logits
   return loss
+
+
+def _loss_and_grads(model, variables, options: Options, gates, images, target_logp):
+  """Per-example (loss [B], logits [B, K], d loss_b / d gates_b {key: [B, C]}): the gradient
+  of the summed loss, since example b's loss depends only on its own gates."""
+  loss = _batch_loss_fn(model, variables, options)
+
+  def summed(g):
+    values, logits = loss(g, images, target_logp)
+    return jnp.sum(values), (values, logits)
+
+  (_, (values, logits)), grads = jax.value_and_grad(summed, has_aux=True)(gates)
+  return values, logits, grads
 
 
 @functools.lru_cache(maxsize=16)
@@ -106,16 +124,15 @@ def make_fitter(model, options: Options = Options()) -> Callable:
   graph = models.describe(model)
   tx = _optimizer(options)
 
-  def init_one(variables, image, target_logp):
-    del variables, image, target_logp
+  def init_one(target_logp):
+    del target_logp
     gates = {g.key: jnp.ones((g.channels,), jnp.float32) for g in graph.gates}
     n = sum(g.channels for g in graph.gates)
     return _State(gates=gates, opt_state=tx.init(gates), best_gates=gates,
                   best_loss=jnp.asarray(options.gamma * n, jnp.float32))
 
-  def step_one(variables, state: _State, image, target_logp):
-    (value, logits), grads = jax.value_and_grad(_loss_fn(model, variables, options), has_aux=True)(
-        state.gates, image, target_logp)
+  def update_one(state: _State, value, logits, grads, target_logp):
+    """One image's optimiser step, given its loss, logits and gate gradients."""
     unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
     better = unchanged & (value < state.best_loss)
     best_gates = jax.tree_util.tree_map(lambda g, b: jnp.where(better, g, b), state.gates, state.best_gates)
@@ -125,8 +142,8 @@ def make_fitter(model, options: Options = Options()) -> Callable:
     gates = jax.tree_util.tree_map(lambda g: jnp.clip(g, options.clip_min, options.clip_max), gates)
     return _State(gates=gates, opt_state=opt_state, best_gates=best_gates, best_loss=best_loss)
 
-  def finish_one(variables, state: _State, image, target_logp):
-    value, logits = _loss_fn(model, variables, options)(state.gates, image, target_logp)
+  def choose_one(state: _State, value, logits, target_logp):
+    """One image's final gates: the fitted ones, or the fallback if top-1 changed."""
     unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
     if options.on_top1_change == "best":
       better = unchanged & (value < state.best_loss)
@@ -140,15 +157,21 @@ def make_fitter(model, options: Options = Options()) -> Callable:
     gates = jax.tree_util.tree_map(lambda g, f: jnp.where(use, g, f), state.gates, fallback)
     return gates, dict(loss=value, changed=~unchanged)
 
-  batch = lambda f: jax.vmap(f, in_axes=(None, 0, 0, 0))  # noqa: E731
-  init_b = jax.vmap(init_one, in_axes=(None, 0, 0))
-  step_b, finish_b = batch(step_one), batch(finish_one)
+  init_b, update_b, choose_b = jax.vmap(init_one), jax.vmap(update_one), jax.vmap(choose_one)
+
+  def step_b(variables, state: _State, images, target_logp):
+    values, logits, grads = _loss_and_grads(model, variables, options, state.gates, images, target_logp)
+    return update_b(state, values, logits, grads, target_logp)
+
+  def finish_b(variables, state: _State, images, target_logp):
+    values, logits = _batch_loss_fn(model, variables, options)(state.gates, images, target_logp)
+    return choose_b(state, values, logits, target_logp)
 
   def targets(variables, images):
     return jax.nn.log_softmax(models.apply(model, variables, images))
 
   if options.loop == "python":
-    start = jax.jit(lambda v, x: (lambda t: (init_b(v, x, t), t))(targets(v, x)))
+    start = jax.jit(lambda v, x: (lambda t: (init_b(t), t))(targets(v, x)))
     step = jax.jit(step_b, donate_argnums=(1,))
     finish = jax.jit(finish_b)
 
@@ -164,7 +187,7 @@ def make_fitter(model, options: Options = Options()) -> Callable:
   @jax.jit
   def fit_jit(variables, images):
     target_logp = targets(variables, images)
-    state = init_b(variables, images, target_logp)
+    state = init_b(target_logp)
     body = lambda s: step_b(variables, s, images, target_logp)  # noqa: E731
     if options.loop == "scan":
       state, _ = jax.lax.scan(lambda s, _: (body(s), None), state, None, length=options.steps,

@@ -107,9 +107,11 @@ def _dense_conv_bwd(stride, padding, res, g):
 _dense_conv.defvjp(_dense_conv_fwd, _dense_conv_bwd)
 
 
-def _dense_is_cheaper(in_hw, kernel_hw) -> bool:
-  """Dense matmul MACs (input x output pixels) <= im2col MACs (output pixels x taps)."""
-  return in_hw[0] * in_hw[1] <= kernel_hw[0] * kernel_hw[1]
+def _dense_is_cheaper(x_shape, kernel_hw, out_pixels: int) -> bool:
+  """Dense matmul MACs (input x output pixels) <= im2col MACs (output pixels x taps), and
+  the matrix is free (1x1 maps) or amortised over >= DENSE_MIN_PIXELS output pixels."""
+  n, h, w = x_shape[:3]
+  return h * w <= kernel_hw[0] * kernel_hw[1] and (h * w == 1 or n * out_pixels >= DENSE_MIN_PIXELS)
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016): a 4x4 input tile d and a 3x3 kernel g give
@@ -119,9 +121,15 @@ _WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
 _WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 # XLA's CPU conv beats Winograd below this many input and output channels (64-channel
-# maps: 1.3-1.5x slower with Winograd); from 128 on Winograd is 1.3-1.7x faster, at batch
-# 1 and 128 alike (benchmarks/results/cdrp_speed.md).
+# maps: 1.3-1.5x slower with Winograd); from 128 on Winograd is 1.3-1.7x faster once the
+# kernel transform (16 x Cin x Cout, done per call) is amortised over at least this many
+# input pixels (N x H x W; e.g. batch >= 16 on 8x8 maps, >= 64 on 4x4).
 WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_PIXELS = 1024
+# The dense matrix of a conv on a tiny map (16 x Cin x Cout on 2x2 maps, built per call)
+# pays off over im2col from this many output pixels (N x Ho x Wo; batch 128 on 2x2 maps);
+# on 1x1 maps it is the kernel's centre tap, free to build.
+DENSE_MIN_PIXELS = 512
 
 
 def _combine(coeffs, terms):
@@ -135,16 +143,19 @@ def _combine(coeffs, terms):
 
 
 def _winograd_applies(x_shape, kernel_shape, stride: int, padding: int) -> bool:
-  """3x3 stride-1 'same' convs on even maps with >= WINOGRAD_MIN_CHANNELS in and out."""
+  """3x3 stride-1 'same' convs on even maps, >= WINOGRAD_MIN_CHANNELS in and out and
+  >= WINOGRAD_MIN_PIXELS input pixels in the batch."""
+  n, h, w, _ = x_shape
   kh, kw, cin, cout = kernel_shape
-  return ((kh, kw, stride, padding) == (3, 3, 1, 1) and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0
-          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS)
+  return ((kh, kw, stride, padding) == (3, 3, 1, 1) and h % 2 == 0 and w % 2 == 0
+          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS and n * h * w >= WINOGRAD_MIN_PIXELS)
 
 
 def _winograd_kernel(kernel):
-  """[3, 3, Cin, Cout] -> the 16 transformed taps G g G^T, [16, Cin, Cout]."""
-  u = jnp.einsum("ah,hwio,bw->abio", _WINOGRAD_G, kernel, _WINOGRAD_G)
-  return u.reshape((16,) + kernel.shape[2:])
+  """[3, 3, Cin, Cout] -> the 16 transformed taps G g G^T, [16, Cin, Cout]: sums of taps,
+  elementwise (an einsum with G ran as small dots with transposes, ~20x slower)."""
+  rows = [_combine(g, list(kernel)) for g in _WINOGRAD_G]  # [3, Cin, Cout] each
+  return jnp.stack([_combine(g, list(r)) for r in rows for g in _WINOGRAD_G])
 
 
 def _winograd_apply(x, u):
@@ -196,7 +207,7 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
     if impl == "im2col":
       return _im2col_conv(x, kernel, stride, padding)
     if on_cpu and pixels <= AUTO_IM2COL_MAX_PIXELS:
-      if _dense_is_cheaper(x.shape[1:3], kernel.shape[:2]):
+      if _dense_is_cheaper(x.shape, kernel.shape[:2], pixels):
         return _dense_conv(x, kernel, stride, padding)
       return _im2col_conv(x, kernel, stride, padding)
     if on_cpu and _winograd_applies(x.shape, kernel.shape, stride, padding):  # impl == 'auto'

@@ -66,7 +66,6 @@ def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad
   rng = np.random.default_rng(hw * 100 + cin)
   x = jnp.asarray(rng.normal(size=(3, hw, hw, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
-  assert layers._dense_is_cheaper((hw, hw), (kernel, kernel))
   def loss(conv):
     return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
   dense = lambda x, w: layers._dense_conv(x, w, stride, pad)  # noqa: E731
@@ -81,15 +80,18 @@ def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad
 
 
 def test_auto_conv_picks_dense_only_where_it_saves_macs():
-  """'auto' on CPU: a 3x3 conv on a 2x2 map is one matmul; on 2x2 outputs of a 4x4 map
-  (stride 2) each output sees only 9 of 16 pixels, so im2col (fewer MACs) stays."""
-  def ops(hw, stride):
-    x, w = jnp.ones((1, hw, hw, 2)), jnp.ones((3, 3, 2, 2))
+  """'auto' on CPU: a 3x3 conv on a 2x2 map is one matmul when the batch amortises building
+  the matrix (on 1x1 maps always); on 2x2 outputs of a 4x4 map (stride 2) each output sees
+  only 9 of 16 pixels, so im2col (fewer MACs) stays."""
+  def ops(n, hw, stride=1):
+    x, w = jnp.ones((n, hw, hw, 2)), jnp.ones((3, 3, 2, 2))
     return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=1, groups=1,
                                                       impl="auto"))(x))
-  assert "custom_vjp" in ops(2, 1) and "conv_general_dilated" not in ops(2, 1)
-  assert not layers._dense_is_cheaper((4, 4), (3, 3))
-  assert "custom_vjp" not in ops(4, 2) and "conv_general_dilated" not in ops(4, 2)
+  big = layers.DENSE_MIN_PIXELS // 4
+  assert "custom_vjp" in ops(big, 2) and "conv_general_dilated" not in ops(big, 2)
+  assert "custom_vjp" in ops(1, 1)
+  assert "custom_vjp" not in ops(big - 1, 2) and "conv_general_dilated" not in ops(big - 1, 2)  # im2col
+  assert "custom_vjp" not in ops(big, 4, 2) and "conv_general_dilated" not in ops(big, 4, 2)
 
 
 @pytest.mark.parametrize("n,hw,cin,cout", [(2, 4, 3, 5), (1, 8, 4, 4), (3, 6, 2, 3), (2, 2, 3, 2)])
@@ -111,13 +113,16 @@ def test_winograd_conv_equals_lax_conv(n, hw, cin, cout):
 
 
 def test_auto_conv_uses_winograd_on_wide_even_maps_only():
-  def ops(hw, cin, cout, kernel=3, stride=1):
-    x, w = jnp.ones((1, hw, hw, cin)), jnp.ones((kernel, kernel, cin, cout))
+  """Winograd for 3x3 'same' convs on even maps with enough channels and enough pixels in
+  the batch to amortise the kernel transform; XLA's conv otherwise."""
+  def ops(n, hw, cin, cout, kernel=3, stride=1):
+    x, w = jnp.ones((n, hw, hw, cin)), jnp.ones((kernel, kernel, cin, cout))
     return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=kernel // 2,
                                                       groups=1, impl="auto"))(x))
-  wide = layers.WINOGRAD_MIN_CHANNELS
-  assert "custom_vjp" in ops(8, wide, wide) and "conv_general_dilated" not in ops(8, wide, wide)
-  for args in [(8, wide // 2, wide), (7, wide, wide), (8, wide, wide, 5), (8, wide, wide, 3, 2)]:
+  wide, n = layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MIN_PIXELS // 64
+  assert "custom_vjp" in ops(n, 8, wide, wide) and "conv_general_dilated" not in ops(n, 8, wide, wide)
+  for args in [(n - 1, 8, wide, wide), (n, 8, wide // 2, wide), (n, 7, wide, wide), (n, 8, wide, wide, 5),
+               (n, 8, wide, wide, 3, 2)]:
     assert "conv_general_dilated" in ops(*args), args
 
 
