@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import masks
+from jaxdr import cpu_runtime, masks
 
 ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
 # 'xla': lax.conv everywhere (every JAX transformation, forward mode included).
@@ -120,11 +120,14 @@ def _dense_is_cheaper(x_shape, kernel_hw, out_pixels: int) -> bool:
 _WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
 _WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
-# XLA's CPU conv beats Winograd below this many input and output channels (64-channel
-# maps: 1.3-1.5x slower with Winograd); from 128 on Winograd is 1.3-1.7x faster once the
-# kernel transform (16 x Cin x Cout, done per call) is amortised over at least this many
-# input pixels (N x H x W; e.g. batch >= 16 on 8x8 maps, >= 64 on 4x4).
-WINOGRAD_MIN_CHANNELS = 128
+# Winograd beats XLA's CPU conv from this many input and output channels, which depends on
+# the conv XLA runs (single convs at batch 128, benchmarks/results/cdrp_speed.md): with
+# YNNPACK fusions (XLA's default) from 48 channels (64 on 16x16 / 32x32: 1.3-1.6x faster;
+# 32: slower); with them off (`cpu_runtime.set_ynn(False)`) XLA's own conv is faster up
+# to 64 channels and Winograd wins from 128 (1.3-1.7x). The kernel transform (16 x Cin x
+# Cout, per call) must be amortised over at least WINOGRAD_MIN_PIXELS input pixels
+# (N x H x W; e.g. batch >= 16 on 8x8 maps, >= 64 on 4x4).
+WINOGRAD_MIN_CHANNELS = {"ynn": 48, "xla": 128}
 WINOGRAD_MIN_PIXELS = 1024
 # The dense matrix of a conv on a tiny map (16 x Cin x Cout on 2x2 maps, built per call)
 # pays off over im2col from this many output pixels (N x Ho x Wo; batch 128 on 2x2 maps);
@@ -142,13 +145,18 @@ def _combine(coeffs, terms):
   return out
 
 
+def winograd_min_channels() -> int:
+  """WINOGRAD_MIN_CHANNELS for the CPU conv this process runs (YNNPACK fusions on or off)."""
+  return WINOGRAD_MIN_CHANNELS["ynn" if cpu_runtime.ynn_enabled() else "xla"]
+
+
 def _winograd_applies(x_shape, kernel_shape, stride: int, padding: int) -> bool:
-  """3x3 stride-1 'same' convs on even maps, >= WINOGRAD_MIN_CHANNELS in and out and
+  """3x3 stride-1 'same' convs on even maps, >= winograd_min_channels() in and out and
   >= WINOGRAD_MIN_PIXELS input pixels in the batch."""
   n, h, w, _ = x_shape
   kh, kw, cin, cout = kernel_shape
   return ((kh, kw, stride, padding) == (3, 3, 1, 1) and h % 2 == 0 and w % 2 == 0
-          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS and n * h * w >= WINOGRAD_MIN_PIXELS)
+          and min(cin, cout) >= winograd_min_channels() and n * h * w >= WINOGRAD_MIN_PIXELS)
 
 
 def _winograd_kernel(kernel):

@@ -8,6 +8,7 @@ import chex
 import flax.linen as nn
 import pytest
 
+from jaxdr import cpu_runtime
 from jaxdr.models import layers
 
 
@@ -119,9 +120,9 @@ def test_auto_conv_uses_winograd_on_wide_even_maps_only():
     x, w = jnp.ones((n, hw, hw, cin)), jnp.ones((kernel, kernel, cin, cout))
     return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=kernel // 2,
                                                       groups=1, impl="auto"))(x))
-  wide, n = layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MIN_PIXELS // 64
+  wide, n = layers.winograd_min_channels(), layers.WINOGRAD_MIN_PIXELS // 64
   assert "custom_vjp" in ops(n, 8, wide, wide) and "conv_general_dilated" not in ops(n, 8, wide, wide)
-  for args in [(n - 1, 8, wide, wide), (n, 8, wide // 2, wide), (n, 7, wide, wide), (n, 8, wide, wide, 5),
+  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 7, wide, wide), (n, 8, wide, wide, 5),
                (n, 8, wide, wide, 3, 2)]:
     assert "conv_general_dilated" in ops(*args), args
 
@@ -185,3 +186,11 @@ def test_max_pool_equals_flax_values_and_gradients(shape, window, padding):
   grad_ref = jax.grad(lambda x: jnp.sum(ref(x) * g))(x)
   chex.assert_trees_all_equal(grad_ours, grad_ref)
   assert int(jnp.sum(grad_ours != 0)) <= g.size  # one position per window, not split over ties
+
+
+def test_winograd_threshold_follows_the_cpu_conv(monkeypatch):
+  """YNNPACK's convs are slow from 48 channels on, XLA's own only below 128."""
+  monkeypatch.setenv("XLA_FLAGS", "")
+  assert layers.winograd_min_channels() == layers.WINOGRAD_MIN_CHANNELS["ynn"]
+  monkeypatch.setenv("XLA_FLAGS", "--foo " + cpu_runtime.YNN_OFF)
+  assert layers.winograd_min_channels() == layers.WINOGRAD_MIN_CHANNELS["xla"]
