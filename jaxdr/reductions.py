@@ -27,9 +27,3 @@ def tree_sum(x: jnp.ndarray, axes: Sequence[int]) -> jnp.ndarray:
       x = jax.lax.slice_in_dim(x, 0, n // 2, axis=axis) + jax.lax.slice_in_dim(x, n // 2, n, axis=axis)
   return jnp.squeeze(x, axis=tuple(axes)) if axes else x
 
-
-def sum_axes(x: jnp.ndarray, axes: Sequence[int]) -> jnp.ndarray:
-  """``jnp.sum(x, axes)``: a tree of adds on CPU, XLA's reduce elsewhere."""
-  if jax.default_backend() == "cpu":
-    return tree_sum(x, axes)
-  return jnp.sum(x, axis=tuple(axes))

@@ -23,9 +23,9 @@ ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimu
 # 'xla': lax.conv everywhere (every JAX transformation, forward mode included).
 # 'im2col': patches + matmul. 'auto': on CPU, tiny maps as one matmul (a dense matrix
 # when every output pixel sees the whole input, else im2col), wide 3x3 'same' convs by
-# Winograd F(2x2, 3x3), other stride-1 convs as lax.conv; each with a custom VJP (reverse
-# mode only) whose input gradient is a forward conv. Elsewhere 'xla'. Results are the
-# same to float tolerance.
+# Winograd F(2x2, 3x3), other stride-1 convs as lax.conv; the dense, Winograd and lax.conv
+# paths have custom VJPs (reverse mode only) whose input gradient is a forward conv.
+# Elsewhere 'xla'. Results are the same to float tolerance.
 CONV_IMPLS = ("xla", "im2col", "auto")
 # XLA's CPU convolution is pathologically slow on tiny maps with many channels (VGG-16's
 # 2x2 block: 150x slower than im2col at batch 128), while on 4x4 and larger maps it beats
@@ -196,9 +196,8 @@ def _winograd_conv_fwd(x, kernel):
 
 def _winograd_conv_bwd(res, g):
   x, kernel = res
-  dx = _winograd_apply(g, _winograd_kernel(jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)))
-  _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, 1, 1, 1), kernel)
-  return dx, kernel_vjp(g)[0]
+  dx = _winograd_apply(g, _winograd_kernel(_flipped_transposed(kernel)))
+  return dx, _stride1_kernel_grad(x, kernel, g, 1)
 
 
 _winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
@@ -243,12 +242,22 @@ def _conv_stride1_fwd(x, kernel, padding):
   return _conv_stride1(x, kernel, padding), (x, kernel)
 
 
+def _flipped_transposed(kernel):
+  """[kh, kw, Cin, Cout] -> [kh, kw, Cout, Cin] reversed in space: the kernel whose stride-1
+  conv of the output cotangent is the input gradient."""
+  return jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+
+
+def _stride1_kernel_grad(x, kernel, g, padding: int):
+  """Kernel gradient of a stride-1 conv, by XLA (dead code where the kernel is frozen)."""
+  _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, 1, padding, 1), kernel)
+  return kernel_vjp(g)[0]
+
+
 def _conv_stride1_bwd(padding, res, g):
   x, kernel = res
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # [kh, kw, Cout, Cin]
-  dx = _xla_conv(g, flipped, 1, kernel.shape[0] - 1 - padding, 1)
-  _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, 1, padding, 1), kernel)
-  return dx, kernel_vjp(g)[0]
+  dx = _xla_conv(g, _flipped_transposed(kernel), 1, kernel.shape[0] - 1 - padding, 1)
+  return dx, _stride1_kernel_grad(x, kernel, g, padding)
 
 
 _conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
