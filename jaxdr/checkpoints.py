@@ -16,6 +16,7 @@ from typing import Any, Dict, Mapping, Tuple
 from etils import epath
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -66,9 +67,12 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / VARIABLES_DIR, variables, force=True)
     ckptr.wait_until_finished()
-  tmp = directory / (MODEL_FILE + ".tmp")
-  tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
-  tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save
+  if jax.process_index() == 0:  # one writer: processes sharing a directory would race on the rename
+    tmp = directory / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
+    tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save
+  if jax.process_count() > 1:  # nobody loads the model before process 0 has finished writing it
+    multihost_utils.sync_global_devices(f"jaxdr.save_model:{directory}")
   return directory
 
 

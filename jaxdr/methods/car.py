@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxdr import models
+from jaxdr import models, reporting
 from jaxdr.models import layers as layers_lib
 
 PyTree = Any
@@ -378,10 +378,7 @@ class GreedyState:
     return gone + [i for i in range(len(self.masks[key])) if i not in gone]
 
   def save(self, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-      json.dump(dataclasses.asdict(self), f)
-    os.replace(tmp, path)
+    reporting.write_text_atomic(path, json.dumps(dataclasses.asdict(self)))
 
   @classmethod
   def load(cls, path: str) -> "GreedyState":

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdr import costs, masks, models, surgery
+from jaxdr import costs, masks, models, reporting, surgery
 from jaxdr.methods import cdrp
 
 Civ = Dict[str, np.ndarray]  # gate key -> float32 [num_classes, C]
@@ -132,7 +132,7 @@ class Dissection:
       if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
         raise ValueError(f"{self.directory} holds a dissection with other settings (model, images, "
                          "CDRP options or batch size); use another workdir or delete it")
-      meta_path.write_text(json.dumps(meta))
+      reporting.write_text_atomic(meta_path, json.dumps(meta))
       manager = self._manager()
       step = manager.latest_step()
       if step is not None:
@@ -574,7 +574,8 @@ def run(config, workdir) -> dict:
                        int(section.get("save_every", 1)))
   dissect_s = time.time() - t0
   calibration = (train_images, train_labels)  # the dissection images (N per class)
-  np.savez(str(workdir / "civ.npz"), **{k.replace("/", "__"): v for k, v in civ.items()})
+  if jax.process_index() == 0:
+    np.savez(str(workdir / "civ.npz"), **{k.replace("/", "__"): v for k, v in civ.items()})
   if stage == "dissect":
     return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s}
 
