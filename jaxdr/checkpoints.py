@@ -72,7 +72,7 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
     tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
     tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save
   if jax.process_count() > 1:  # nobody loads the model before process 0 has finished writing it
-    multihost_utils.sync_global_devices(f"jaxdr.save_model:{directory}")
+    multihost_utils.sync_global_devices("jaxdr.checkpoints.save_model")
   return directory
 
 
