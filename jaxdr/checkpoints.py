@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdr import models
+from jaxdr import models, reporting
 
 MODEL_FILE = "model.json"
 VARIABLES_DIR = "variables"
@@ -67,7 +67,7 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / VARIABLES_DIR, variables, force=True)
     ckptr.wait_until_finished()
-  if jax.process_index() == 0:  # one writer: processes sharing a directory would race on the rename
+  if reporting.is_writer():  # one writer: processes sharing a directory would race on the rename
     tmp = directory / (MODEL_FILE + ".tmp")
     tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
     tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save

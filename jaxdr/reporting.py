@@ -38,14 +38,15 @@ def _jsonable(x: Any) -> Any:
   return str(x)
 
 
-def _is_writer() -> bool:
+def is_writer() -> bool:
+  """Whether this process writes the files all processes share (process 0 of a multi-process run)."""
   return jax.process_index() == 0
 
 
 def write_text_atomic(path, text: str) -> epath.Path:
   """Writes ``text`` to ``path`` via a temporary file and a rename (process 0 only)."""
   path = epath.Path(path)
-  if _is_writer():
+  if is_writer():
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text(text)
@@ -139,7 +140,7 @@ def save_figure(fig, path) -> epath.Path:
   """Saves a matplotlib figure as PNG (process 0 only) and closes it."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   path = epath.Path(path)
-  if _is_writer():
+  if is_writer():
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp.png"
     fig.savefig(str(tmp), dpi=100, bbox_inches="tight")

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdr import checkpoints, models
+from jaxdr import checkpoints, models, reporting
 
 KWARGS = dict(num_classes=10, image_size=28, input_channels=1, width=0.2, conv_impl="auto")
 
@@ -46,6 +46,18 @@ def test_load_finds_the_model_inside_a_workdir(tmp_path):
   _, loaded2 = checkpoints.load_model(tmp_path / "train")
   _assert_same(loaded, loaded2)
   assert checkpoints.has_model(tmp_path) and not checkpoints.has_model(tmp_path / "nothing")
+
+
+def test_only_the_writer_process_writes_model_json(tmp_path, monkeypatch):
+  # In a multi-process run every process calls save_model on the shared workdir; two renames
+  # of the same model.json.tmp race, so processes other than 0 must leave model.json alone.
+  _, variables = _model()
+  monkeypatch.setattr(reporting, "is_writer", lambda: False)
+  checkpoints.save_model(tmp_path / "other", "lenet5", KWARGS, variables)
+  assert not (tmp_path / "other" / "model.json").exists()
+  monkeypatch.setattr(reporting, "is_writer", lambda: True)
+  checkpoints.save_model(tmp_path / "writer", "lenet5", KWARGS, variables)
+  assert (tmp_path / "writer" / "model.json").exists()
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):

@@ -574,7 +574,7 @@ def run(config, workdir) -> dict:
                        int(section.get("save_every", 1)))
   dissect_s = time.time() - t0
   calibration = (train_images, train_labels)  # the dissection images (N per class)
-  if jax.process_index() == 0:
+  if reporting.is_writer():
     np.savez(str(workdir / "civ.npz"), **{k.replace("/", "__"): v for k, v in civ.items()})
   if stage == "dissect":
     return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s}
