@@ -67,10 +67,10 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / VARIABLES_DIR, variables, force=True)
     ckptr.wait_until_finished()
-  if reporting.is_writer():  # one writer: processes sharing a directory would race on the rename
-    tmp = directory / (MODEL_FILE + ".tmp")
-    tmp.write_text(json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
-    tmp.replace(directory / MODEL_FILE)  # written last: its presence marks a complete save
+  # Written last (its presence marks a complete save), by process 0 alone: processes sharing
+  # the directory would race on the rename.
+  reporting.write_text_atomic(directory / MODEL_FILE,
+                              json.dumps({"name": model_name, "kwargs": kwargs}, indent=1, sort_keys=True))
   if jax.process_count() > 1:  # nobody loads the model before process 0 has finished writing it
     multihost_utils.sync_global_devices("jaxdr.checkpoints.save_model")
   return directory

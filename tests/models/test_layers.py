@@ -55,6 +55,20 @@ def test_auto_conv_gradients_equal_lax_conv(kernel, pad):
   np.testing.assert_allclose(jax.jit(scanned)(x), c, rtol=1e-5, atol=1e-5)
 
 
+def _assert_matches_lax_conv(conv, lax, x, w):
+  """conv(x, w) and its input and kernel gradients equal lax's, also in a lax.scan (where the
+  kernel, and whatever a conv derives from it, is a loop invariant)."""
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+  np.testing.assert_allclose(conv(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(jax.grad(loss(conv), (0, 1))(x, w), jax.grad(loss(lax), (0, 1))(x, w),
+                              rtol=1e-5, atol=1e-5)
+  def scanned(conv):
+    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
+    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
+  np.testing.assert_allclose(scanned(conv), scanned(lax), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("hw,cin,cout,kernel,stride,pad", [
     (2, 5, 4, 3, 1, 1),   # VGG-16's last block on 32x32 inputs
     (1, 3, 6, 3, 1, 1),   # ... and on 28x28 inputs: only the centre tap is real
@@ -67,17 +81,8 @@ def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad
   rng = np.random.default_rng(hw * 100 + cin)
   x = jnp.asarray(rng.normal(size=(3, hw, hw, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
-  def loss(conv):
-    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
-  dense = lambda x, w: layers._dense_conv(x, w, stride, pad)  # noqa: E731
-  lax = lambda x, w: layers._xla_conv(x, w, stride, pad, 1)  # noqa: E731
-  np.testing.assert_allclose(dense(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
-  chex.assert_trees_all_close(jax.grad(loss(dense), (0, 1))(x, w), jax.grad(loss(lax), (0, 1))(x, w),
-                              rtol=1e-5, atol=1e-5)
-  def scanned(conv):
-    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
-    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
-  np.testing.assert_allclose(scanned(dense), scanned(lax), rtol=1e-5, atol=1e-5)
+  _assert_matches_lax_conv(lambda x, w: layers._dense_conv(x, w, stride, pad),
+                           lambda x, w: layers._xla_conv(x, w, stride, pad, 1), x, w)
 
 
 def test_auto_conv_picks_dense_only_where_it_saves_macs():
@@ -101,16 +106,7 @@ def test_winograd_conv_equals_lax_conv(n, hw, cin, cout):
   rng = np.random.default_rng(hw * 10 + cin)
   x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(3, 3, cin, cout)), jnp.float32)
-  def loss(conv):
-    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
-  lax = lambda x, w: layers._xla_conv(x, w, 1, 1, 1)  # noqa: E731
-  np.testing.assert_allclose(layers._winograd_conv(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
-  chex.assert_trees_all_close(jax.grad(loss(layers._winograd_conv), (0, 1))(x, w),
-                              jax.grad(loss(lax), (0, 1))(x, w), rtol=1e-5, atol=1e-5)
-  def scanned(conv):
-    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
-    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
-  np.testing.assert_allclose(scanned(layers._winograd_conv), scanned(lax), rtol=1e-5, atol=1e-5)
+  _assert_matches_lax_conv(layers._winograd_conv, lambda x, w: layers._xla_conv(x, w, 1, 1, 1), x, w)
 
 
 def test_auto_conv_uses_winograd_on_wide_even_maps_only():
