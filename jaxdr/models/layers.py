@@ -18,13 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdr import cpu_runtime, masks
+from jaxdr.models import native_conv
 
 ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": lambda x: jnp.minimum(nn.relu(x), 6.0)}
 # 'xla': lax.conv everywhere (every JAX transformation, forward mode included).
 # 'im2col': patches + matmul. 'auto': on CPU, tiny maps as one matmul (a dense matrix
 # when every output pixel sees the whole input, else im2col), wide 3x3 'same' convs by
-# Winograd F(2x2, 3x3), other stride-1 convs as lax.conv; the dense, Winograd and lax.conv
-# paths have custom VJPs (reverse mode only) whose input gradient is a forward conv.
+# Winograd F(2x2, 3x3), other 3x3 'same' float32 convs by jaxdr's native kernel
+# (`native_conv`, when it builds here), other stride-1 convs as lax.conv; the dense, Winograd,
+# native and lax.conv paths have custom VJPs (reverse mode only) whose input gradient is a
+# forward conv.
 # Elsewhere 'xla'. Results are the same to float tolerance.
 CONV_IMPLS = ("xla", "im2col", "auto")
 # XLA's CPU convolution is pathologically slow on tiny maps with many channels (VGG-16's
@@ -219,6 +222,8 @@ def conv2d(x, kernel, *, stride: int, padding: int, groups: int, impl: str):
       return _im2col_conv(x, kernel, stride, padding)
     if on_cpu and _winograd_applies(x.shape, kernel.shape, stride, padding):  # impl == 'auto'
       return _winograd_conv(x, kernel)
+    if native_conv.applies(x, kernel, stride, padding, groups):
+      return native_conv.conv3x3(x, kernel)
     if on_cpu and stride == 1 and padding < kh:
       return _conv_stride1(x, kernel, padding)
   return _xla_conv(x, kernel, stride, padding, groups)

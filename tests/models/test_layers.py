@@ -9,7 +9,7 @@ import flax.linen as nn
 import pytest
 
 from jaxdr import cpu_runtime
-from jaxdr.models import layers
+from jaxdr.models import layers, native_conv
 
 
 @functools.partial(jax.jit, static_argnames=("stride", "padding", "impl"))
@@ -55,33 +55,19 @@ def test_auto_conv_gradients_equal_lax_conv(kernel, pad):
   np.testing.assert_allclose(jax.jit(scanned)(x), c, rtol=1e-5, atol=1e-5)
 
 
-def _assert_matches_lax_conv(conv, lax, x, w):
-  """conv(x, w) and its input and kernel gradients equal lax's, also in a lax.scan (where the
-  kernel, and whatever a conv derives from it, is a loop invariant)."""
-  def loss(conv):
-    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
-  np.testing.assert_allclose(conv(x, w), lax(x, w), rtol=1e-5, atol=1e-5)
-  chex.assert_trees_all_close(jax.grad(loss(conv), (0, 1))(x, w), jax.grad(loss(lax), (0, 1))(x, w),
-                              rtol=1e-5, atol=1e-5)
-  def scanned(conv):
-    body = lambda c, _: (c + 0.01 * jax.grad(loss(conv))(c, w), None)  # noqa: E731
-    return jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
-  np.testing.assert_allclose(scanned(conv), scanned(lax), rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("hw,cin,cout,kernel,stride,pad", [
     (2, 5, 4, 3, 1, 1),   # VGG-16's last block on 32x32 inputs
     (1, 3, 6, 3, 1, 1),   # ... and on 28x28 inputs: only the centre tap is real
     (3, 4, 2, 3, 2, 1),   # stride 2 onto 2x2
     (2, 4, 3, 2, 1, 0),   # even kernel, no padding
 ])
-def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad):
+def test_dense_small_map_conv_equals_lax_conv(hw, cin, cout, kernel, stride, pad, assert_matches_lax_conv):
   """Tiny maps as one dense matmul: values, input and kernel gradients equal XLA's, also in
   a lax.scan (where the matrices are loop invariants)."""
   rng = np.random.default_rng(hw * 100 + cin)
   x = jnp.asarray(rng.normal(size=(3, hw, hw, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
-  _assert_matches_lax_conv(lambda x, w: layers._dense_conv(x, w, stride, pad),
+  assert_matches_lax_conv(lambda x, w: layers._dense_conv(x, w, stride, pad),
                            lambda x, w: layers._xla_conv(x, w, stride, pad, 1), x, w)
 
 
@@ -101,26 +87,32 @@ def test_auto_conv_picks_dense_only_where_it_saves_macs():
 
 
 @pytest.mark.parametrize("n,hw,cin,cout", [(2, 4, 3, 5), (1, 8, 4, 4), (3, 6, 2, 3), (2, 2, 3, 2)])
-def test_winograd_conv_equals_lax_conv(n, hw, cin, cout):
+def test_winograd_conv_equals_lax_conv(n, hw, cin, cout, assert_matches_lax_conv):
   """Winograd F(2x2, 3x3): values, input and kernel gradients equal XLA's, also in a lax.scan."""
   rng = np.random.default_rng(hw * 10 + cin)
   x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(3, 3, cin, cout)), jnp.float32)
-  _assert_matches_lax_conv(layers._winograd_conv, lambda x, w: layers._xla_conv(x, w, 1, 1, 1), x, w)
+  assert_matches_lax_conv(layers._winograd_conv, lambda x, w: layers._xla_conv(x, w, 1, 1, 1), x, w)
 
 
-def test_auto_conv_uses_winograd_on_wide_even_maps_only():
+def test_auto_conv_uses_winograd_on_wide_even_maps_only(monkeypatch):
   """Winograd for 3x3 'same' convs on even maps with enough channels and enough pixels in
-  the batch to amortise the kernel transform; XLA's conv otherwise."""
+  the batch to amortise the kernel transform; else jaxdr's native kernel for 3x3 'same'
+  convs where it is available (and switched on), and XLA's conv otherwise."""
   def ops(n, hw, cin, cout, kernel=3, stride=1):
     x, w = jnp.ones((n, hw, hw, cin)), jnp.ones((kernel, kernel, cin, cout))
     return str(jax.make_jaxpr(lambda x: layers.conv2d(x, w, stride=stride, padding=kernel // 2,
                                                       groups=1, impl="auto"))(x))
   wide, n = layers.winograd_min_channels(), layers.WINOGRAD_MIN_PIXELS // 64
+  native = native_conv.TARGET if native_conv.available() else "conv_general_dilated"
   assert "custom_vjp" in ops(n, 8, wide, wide) and "conv_general_dilated" not in ops(n, 8, wide, wide)
-  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 7, wide, wide), (n, 8, wide, wide, 5),
-               (n, 8, wide, wide, 3, 2)]:
-    assert "conv_general_dilated" in ops(*args), args
+  assert native_conv.TARGET not in ops(n, 8, wide, wide)
+  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 7, wide, wide)]:
+    assert native in ops(*args), args
+  for args in [(n, 8, wide, wide, 5), (n, 8, wide, wide, 3, 2)]:
+    assert "conv_general_dilated" in ops(*args) and native_conv.TARGET not in ops(*args), args
+  monkeypatch.setenv(native_conv.ENV_SWITCH, "0")
+  assert "conv_general_dilated" in ops(n, 7, wide, wide) and native_conv.TARGET not in ops(n, 7, wide, wide)
 
 
 def test_conv2d_dispatch_and_errors():
