@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdr import costs, cpu_runtime, masks, models, surgery
-from jaxdr.models import layers, resnet, vgg
+from jaxdr.models import layers, native_conv, resnet, vgg
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
@@ -46,6 +46,8 @@ flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
 flags.DEFINE_bool("xla_cpu_ynn", True, "XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py).")
+flags.DEFINE_bool("native_conv", True, "Let conv_impl 'auto' use jaxdr's native 3x3 conv kernel "
+                  "(jaxdr/models/native_conv.py) where it builds; false: XLA's convs, as before it.")
 flags.DEFINE_bool("torch_reference", False, "Also time the same full and sliced networks in "
                   "PyTorch (our weights, eval mode) at the largest batch: how PyTorch's CPU convs "
                   "turn the same slicing into speed. Needs torch (the bench extra).")
@@ -179,21 +181,39 @@ def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: in
   return alternating_medians([functools.partial(f, x, k)], repeats)[0]
 
 
+def time_native(size: int, c: int, batch: int, repeats: int) -> float:
+  """Median seconds of one jitted native 3x3 conv [batch, size, size, c] -> c."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, c))
+  k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, c, c))
+  f = jax.jit(native_conv.conv3x3)
+  f(x, k).block_until_ready()
+  return alternating_medians([functools.partial(f, x, k)], repeats)[0]
+
+
 def conv_table(batch: int) -> list:
-  """Markdown rows: per VGG conv shape and kept fraction, XLA vs im2col time at ``batch``."""
+  """Markdown rows: per VGG conv shape and kept fraction, XLA vs im2col (vs the native kernel)
+  time at ``batch``, and what 'auto' runs."""
+  native = native_conv.available()
   lines = [f"## Which conv implementation is faster where (3x3 conv, batch {batch})", "",
-           f"`auto` uses im2col at or below {layers.AUTO_IM2COL_MAX_PIXELS} output pixels on CPU.", "",
-           "| map | channels in->out | MACs (M) | XLA ms | im2col ms | XLA / im2col | auto picks |",
-           "|---|---|---|---|---|---|---|"]
+           f"`auto` uses im2col at or below {layers.AUTO_IM2COL_MAX_PIXELS} output pixels on CPU, "
+           "Winograd on wide even maps, else the native kernel where it builds.", "",
+           "| map | channels in->out | MACs (M) | XLA ms | im2col ms | XLA / im2col | native ms | XLA / native | auto picks |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for size, width in CONV_SHAPES:
     for keep in CONV_KEEP:
       c = max(1, int(round(width * keep)))
       xla = time_conv(size, c, c, batch, "xla", FLAGS.repeats)
       im2col = time_conv(size, c, c, batch, "im2col", FLAGS.repeats)
+      own = time_native(size, c, batch, FLAGS.repeats) if native else float("nan")
       macs = 9 * c * c * size * size * batch / 1e6
-      pick = "im2col" if size * size <= layers.AUTO_IM2COL_MAX_PIXELS else "xla"
+      if size * size <= layers.AUTO_IM2COL_MAX_PIXELS:
+        pick = "im2col"
+      elif layers._winograd_applies((batch, size, size, c), (3, 3, c, c), 1, 1):
+        pick = "winograd"
+      else:
+        pick = "native" if native else "xla"
       lines.append(f"| {size}x{size} | {c}->{c} | {macs:.0f} | {xla * 1e3:.2f} | {im2col * 1e3:.2f} | "
-                   f"{xla / im2col:.2f} | {pick} |")
+                   f"{xla / im2col:.2f} | {own * 1e3:.2f} | {xla / own:.2f} | {pick} |")
       print(lines[-1], flush=True)
   return lines
 
@@ -202,6 +222,7 @@ def main(argv):
   del argv
   cpu_runtime.ensure_allocator(FLAGS.allocator)
   cpu_runtime.set_ynn(FLAGS.xla_cpu_ynn)
+  os.environ[native_conv.ENV_SWITCH] = "1" if FLAGS.native_conv else "0"
   batches = [int(b) for b in FLAGS.batch_sizes]
   load_before = os.getloadavg()
   rows = []
@@ -259,7 +280,8 @@ def write_table(rows, batches, load_before, load_after, extra=()):
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
            f"{' '.join(sys.argv[1:])}`; jax {jax.__version__}, backend {jax.default_backend()}, "
-           f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {cpu_runtime.describe()}. Median of "
+           f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {cpu_runtime.describe()}, native 3x3 conv kernel "
+           f"{'on' if native_conv.available() else 'off (' + str(native_conv.unavailable_reason()) + ')'}. Median of "
            f"{FLAGS.repeats} calls after 2 warm-up calls, masked and sliced calls alternating. CIFAR shapes: 32x32x3, 10 classes.", "",
            f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after the run (the 2 cores "
            f"are shared: absolute times move with the load; the ratios less so).", "",

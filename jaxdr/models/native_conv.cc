@@ -43,19 +43,19 @@ struct Block {
 struct Problem {
   const float* x;
   float* y;
+  const float* weights;  // packed by native_conv.py's _pack: per block [9][steps][16]
   int64_t n, h, w, cin, cout;
-  int64_t cin_pad;  // cin rounded up to even, the padded buffer's channel stride
+  int64_t cin_pad;  // cin rounded up to even
   int64_t band;     // output rows per work item
   std::vector<Block> blocks;
-  std::vector<float, std::allocator<float>> packed;  // 64-byte aligned copy made below
-  float* weights;   // aligned view of packed
 };
 
-// Packs HWIO weights [3, 3, cin, cout] into per-block [9][steps][16] lane vectors.
-void PackWeights(Problem& p, const float* k) {
+// The blocks of output channels and where their packed weights start: 16-channel blocks
+// while more than 8 channels are left, then one paired block. native_conv.py packs alike.
+int64_t PlanBlocks(Problem& p) {
   int64_t total = 0;
   for (int64_t co0 = 0; co0 < p.cout;) {
-    int64_t left = p.cout - co0;
+    const int64_t left = p.cout - co0;
     Block b;
     b.co0 = co0;
     b.paired = left <= 8;
@@ -65,49 +65,25 @@ void PackWeights(Problem& p, const float* k) {
     p.blocks.push_back(b);
     co0 += b.nco;
   }
-  p.packed.assign(total + kLanes, 0.0f);
-  float* base = p.packed.data();
-  p.weights = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(base) + 63) & ~uintptr_t{63});
-  if (p.weights + total > base + p.packed.size()) {  // not enough slack to align; cannot happen
-    p.weights = base;                                   // (vector ops below use unaligned loads)
-  }
-  for (const Block& b : p.blocks) {
-    float* out = p.weights + b.offset;
-    for (int64_t tap = 0; tap < 9; ++tap) {
-      const float* kt = k + tap * p.cin * p.cout;
-      if (b.paired) {
-        for (int64_t cp = 0; cp < p.cin_pad / 2; ++cp, out += kLanes) {
-          for (int64_t j = 0; j < b.nco; ++j) {
-            for (int64_t e = 0; e < 2; ++e) {
-              int64_t ci = 2 * cp + e;
-              out[2 * j + e] = ci < p.cin ? kt[ci * p.cout + b.co0 + j] : 0.0f;
-            }
-          }
-        }
-      } else {
-        for (int64_t ci = 0; ci < p.cin; ++ci, out += kLanes) {
-          for (int64_t j = 0; j < b.nco; ++j) out[j] = kt[ci * p.cout + b.co0 + j];
-        }
-      }
-    }
-  }
+  return total;
 }
 
+// The padded input rows are stored channel-pair planar: [row][pair][column][2], so within a
+// tile the P pixels of one channel pair sit at compile-time offsets (8 bytes apart).
 // One tile: P output pixels of one row, one 16-channel block. `in` points at the padded
-// input pixel above-left of the tile's first output pixel; `row` is the padded row stride.
+// column of the tile's first output pixel minus one, in the row above it.
 template <int P>
-inline void TileSingle(const float* in, int64_t row, int64_t cstride, int64_t cin,
+inline void TileSingle(const float* in, int64_t row, int64_t pstride, int64_t cin,
                        const float* wt, float* out, int64_t cout, __mmask16 store_mask) {
   __m512 acc[P];
   for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
   for (int dy = 0; dy < 3; ++dy) {
     for (int dx = 0; dx < 3; ++dx) {
-      const float* src = in + dy * row + dx * cstride;
+      const float* src = in + dy * row + dx * 2;
       for (int64_t ci = 0; ci < cin; ++ci, wt += kLanes) {
         const __m512 w = _mm512_loadu_ps(wt);
-        for (int p = 0; p < P; ++p) {
-          acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(src[p * cstride + ci]), w, acc[p]);
-        }
+        const float* s = src + (ci >> 1) * pstride + (ci & 1);
+        for (int p = 0; p < P; ++p) acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(s[2 * p]), w, acc[p]);
       }
     }
   }
@@ -115,18 +91,18 @@ inline void TileSingle(const float* in, int64_t row, int64_t cstride, int64_t ci
 }
 
 template <int P>
-inline void TilePaired(const float* in, int64_t row, int64_t cstride, int64_t pairs,
+inline void TilePaired(const float* in, int64_t row, int64_t pstride, int64_t pairs,
                        const float* wt, float* out, int64_t cout, int64_t nco) {
   __m512 acc[P];
   for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
   for (int dy = 0; dy < 3; ++dy) {
     for (int dx = 0; dx < 3; ++dx) {
-      const float* src = in + dy * row + dx * cstride;
+      const float* src = in + dy * row + dx * 2;
       for (int64_t cp = 0; cp < pairs; ++cp, wt += kLanes) {
         const __m512 w = _mm512_loadu_ps(wt);
-        for (int p = 0; p < P; ++p) {
-          const __m128 two = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + p * cstride + 2 * cp)));
-          acc[p] = _mm512_fmadd_ps(_mm512_broadcast_f32x2(two), w, acc[p]);
+        const double* s = reinterpret_cast<const double*>(src + cp * pstride);
+        for (int p = 0; p < P; ++p) {  // (x[c], x[c+1]) repeated: a 64-bit broadcast load
+          acc[p] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(s[p])), w, acc[p]);
         }
       }
     }
@@ -170,20 +146,19 @@ const auto kPaired = PairedTable(std::make_integer_sequence<int, kMaxPixels>{});
 
 // Output rows [y0, y1) of image i. `scratch` holds the zero-padded input rows y0-1 .. y1.
 void RunItem(const Problem& p, int64_t i, int64_t y0, int64_t y1, std::vector<float>& scratch) {
-  const int64_t cs = p.cin_pad;
-  const int64_t row = (p.w + 2) * cs;
+  const int64_t pstride = 2 * (p.w + 2);
+  const int64_t row = p.cin_pad / 2 * pstride;
   const int64_t rows = y1 - y0 + 2;
   scratch.assign(rows * row + 2 * kLanes, 0.0f);
   const float* img = p.x + i * p.h * p.w * p.cin;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t y = y0 - 1 + r;
     if (y < 0 || y >= p.h) continue;
-    float* dst = scratch.data() + r * row + cs;
     const float* src = img + y * p.w * p.cin;
-    if (cs == p.cin) {
-      std::memcpy(dst, src, sizeof(float) * p.w * p.cin);
-    } else {
-      for (int64_t x = 0; x < p.w; ++x) std::memcpy(dst + x * cs, src + x * p.cin, sizeof(float) * p.cin);
+    float* dst = scratch.data() + r * row + 2;  // column 0 is padding
+    for (int64_t ci = 0; ci < p.cin; ++ci) {
+      float* d = dst + (ci >> 1) * pstride + (ci & 1);
+      for (int64_t x = 0; x < p.w; ++x) d[2 * x] = src[x * p.cin + ci];
     }
   }
   float* yimg = p.y + i * p.h * p.w * p.cout;
@@ -196,9 +171,9 @@ void RunItem(const Problem& p, int64_t i, int64_t y0, int64_t y1, std::vector<fl
         const float* wt = p.weights + b.offset;
         float* out = out_row + x0 * p.cout + b.co0;
         if (b.paired) {
-          kPaired[tile - 1](in_row + x0 * cs, row, cs, cs / 2, wt, out, p.cout, b.nco);
+          kPaired[tile - 1](in_row + 2 * x0, row, pstride, p.cin_pad / 2, wt, out, p.cout, b.nco);
         } else {
-          kSingle[tile - 1](in_row + x0 * cs, row, cs, p.cin, wt, out, p.cout,
+          kSingle[tile - 1](in_row + 2 * x0, row, pstride, p.cin, wt, out, p.cout,
                             static_cast<__mmask16>((1u << b.nco) - 1));
         }
       }
@@ -223,24 +198,27 @@ void Work(Shared& s) {
   }
 }
 
-ffi::Error Conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+ffi::Error Conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> packed,
                    ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
-  const auto kd = k.dimensions();
-  if (xd.size() != 4 || kd.size() != 4 || kd[0] != 3 || kd[1] != 3 || kd[2] != xd[3]) {
-    return ffi::Error::InvalidArgument("jaxdr_conv3x3: expects x [N, H, W, C] and kernel [3, 3, C, Cout]");
+  const auto yd = y->dimensions();
+  if (xd.size() != 4 || yd.size() != 4 || yd[0] != xd[0] || yd[1] != xd[1] || yd[2] != xd[2]) {
+    return ffi::Error::InvalidArgument("jaxdr_conv3x3: expects x [N, H, W, C] and y [N, H, W, Cout]");
   }
   Problem p;
   p.x = x.typed_data();
   p.y = y->typed_data();
-  p.n = xd[0], p.h = xd[1], p.w = xd[2], p.cin = xd[3], p.cout = kd[3];
+  p.weights = packed.typed_data();
+  p.n = xd[0], p.h = xd[1], p.w = xd[2], p.cin = xd[3], p.cout = yd[3];
   p.cin_pad = p.cin + (p.cin & 1);
   if (p.n * p.h * p.w * p.cout == 0) return ffi::Error::Success();
+  if (PlanBlocks(p) != static_cast<int64_t>(packed.element_count())) {
+    return ffi::Error::InvalidArgument("jaxdr_conv3x3: packed weights do not match the shapes");
+  }
   if (p.cin == 0) {
     std::memset(p.y, 0, sizeof(float) * p.n * p.h * p.w * p.cout);
     return ffi::Error::Success();
   }
-  PackWeights(p, k.typed_data());
 
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   // Enough items to balance the threads; whole images when the batch alone is enough.

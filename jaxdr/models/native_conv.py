@@ -30,6 +30,10 @@ from absl import logging
 SOURCE = os.path.join(os.path.dirname(__file__), "native_conv.cc")
 TARGET = "jaxdr_conv3x3"
 ENV_SWITCH = "JAXDR_NATIVE_CONV"
+# Measured (benchmarks/results/surgery_speed.md): at batch 1, 8x8 maps with 256 channels run
+# at half XLA's speed, 4x4 at a third; from 32x32 at batch 1, or 8x8 at batch 128, at or above.
+MIN_WIDTH = 8
+MIN_PIXELS = 512
 
 
 def enabled() -> bool:
@@ -110,15 +114,42 @@ def unavailable_reason() -> str | None:
 
 
 def applies(x, kernel, stride: int, padding: int, groups: int) -> bool:
-  """Shapes and dtypes the kernel computes: 3x3, stride 1, padding 1, dense, float32, CPU."""
+  """Whether 'auto' should use the kernel: 3x3, stride 1, padding 1, dense, float32, on CPU,
+  with maps >= MIN_WIDTH wide and >= MIN_PIXELS pixels in the batch (below that, each call
+  rereads all weights for a few pixels and XLA's conv is as fast or faster)."""
   return (kernel.shape[:2] == (3, 3) and (stride, padding, groups) == (1, 1, 1)
           and x.ndim == 4 and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
+          and x.shape[2] >= MIN_WIDTH and x.shape[0] * x.shape[1] * x.shape[2] >= MIN_PIXELS
           and jax.default_backend() == "cpu" and available())
+
+
+def _pack(kernel):
+  """HWIO [3, 3, Cin, Cout] -> the kernel's flat weight layout (native_conv.cc, PlanBlocks):
+  per block of output channels, [9 taps][steps][16 lanes]. Blocks of 16 channels (steps: input
+  channels; lane j: channel j) while more than 8 are left, then one paired block (steps: input
+  channel pairs, Cin padded to even; lane 2j + e: input channel 2 step + e, output channel j).
+  Done by XLA, so frozen weights pack once per compiled loop, not per call."""
+  _, _, cin, cout = kernel.shape
+  k9 = kernel.reshape(9, cin, cout)
+  parts, co0 = [], 0
+  while co0 < cout:
+    nco = cout - co0 if cout - co0 <= 8 else min(16, cout - co0)
+    kb = k9[:, :, co0:co0 + nco]
+    if cout - co0 <= 8:
+      kb = jnp.pad(kb, ((0, 0), (0, cin % 2), (0, 0)))
+      kb = kb.reshape(9, -1, 2, nco).transpose(0, 1, 3, 2).reshape(9, -1, 2 * nco)
+    parts.append(jnp.pad(kb, ((0, 0), (0, 0), (0, 16 - kb.shape[-1]))).reshape(-1))
+    co0 += nco
+  return jnp.concatenate(parts)
 
 
 @jax.custom_batching.custom_vmap
 def _call(x, kernel):
-  return jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct(x.shape[:3] + kernel.shape[3:], x.dtype))(x, kernel)
+  reason = _load()
+  if reason is not None:
+    raise RuntimeError(f"jaxdr native conv unavailable: {reason}")
+  out = jax.ShapeDtypeStruct(x.shape[:3] + kernel.shape[3:], x.dtype)
+  return jax.ffi.ffi_call(TARGET, out)(x, _pack(kernel))
 
 
 @_call.def_vmap

@@ -107,12 +107,13 @@ def test_auto_conv_uses_winograd_on_wide_even_maps_only(monkeypatch):
   native = native_conv.TARGET if native_conv.available() else "conv_general_dilated"
   assert "custom_vjp" in ops(n, 8, wide, wide) and "conv_general_dilated" not in ops(n, 8, wide, wide)
   assert native_conv.TARGET not in ops(n, 8, wide, wide)
-  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 7, wide, wide)]:
+  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 9, wide, wide)]:
     assert native in ops(*args), args
-  for args in [(n, 8, wide, wide, 5), (n, 8, wide, wide, 3, 2)]:
+  few_pixels = (native_conv.MIN_PIXELS - 1) // 81
+  for args in [(n, 8, wide, wide, 5), (n, 8, wide, wide, 3, 2), (n, 7, wide, wide), (few_pixels, 9, wide, wide)]:
     assert "conv_general_dilated" in ops(*args) and native_conv.TARGET not in ops(*args), args
   monkeypatch.setenv(native_conv.ENV_SWITCH, "0")
-  assert "conv_general_dilated" in ops(n, 7, wide, wide) and native_conv.TARGET not in ops(n, 7, wide, wide)
+  assert "conv_general_dilated" in ops(n, 9, wide, wide) and native_conv.TARGET not in ops(n, 9, wide, wide)
 
 
 def test_conv2d_dispatch_and_errors():

@@ -67,6 +67,8 @@ def test_switch_and_applicability(monkeypatch):
   assert not native_conv.applies(x, k, 2, 1, 1)                                      # stride
   assert not native_conv.applies(x, jnp.ones((5, 5, 2, 3)), 1, 2, 1)                 # kernel size
   assert not native_conv.applies(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), 1, 1, 1)
+  assert not native_conv.applies(x, k, 1, 1, 1)                                      # tiny map
+  x = jnp.ones((native_conv.MIN_PIXELS // 64, 8, 8, 2))
   assert native_conv.applies(x, k, 1, 1, 1) == native_conv.available()
   monkeypatch.setenv(native_conv.ENV_SWITCH, "0")
   assert not native_conv.available() and not native_conv.applies(x, k, 1, 1, 1)
