@@ -164,13 +164,6 @@ def _call_vmap(axis_size, in_batched, x, kernel):
   return y.reshape(x.shape[:2] + y.shape[1:]), True
 
 
-def _kernel_grad(x, kernel, g):
-  """Kernel gradient by XLA (dead code where the kernel is frozen, as in the CDRP fit)."""
-  conv = lambda k: jax.lax.conv_general_dilated(
-      x, k, (1, 1), [(1, 1)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return jax.vjp(conv, kernel)[1](g)[0]
-
-
 @jax.custom_vjp
 def conv3x3(x, kernel):
   """x [N, H, W, Cin] (*) kernel [3, 3, Cin, Cout] -> [N, H, W, Cout], stride 1, zero padding 1.
@@ -184,9 +177,10 @@ def _conv3x3_fwd(x, kernel):
 
 
 def _conv3x3_bwd(res, g):
+  from jaxdr.models import layers  # pylint: disable=g-import-not-at-top  (layers imports this module)
   x, kernel = res
-  dx = _call(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-  return dx, _kernel_grad(x, kernel, g)
+  dx = _call(g, layers._flipped_transposed(kernel))
+  return dx, layers._stride1_kernel_grad(x, kernel, g, 1)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
