@@ -18,6 +18,8 @@ Weight decay is L2 on conv / dense kernels added to the gradient (see jaxdr/trai
 """
 import ml_collections
 
+from jaxdr.training.options import TrainOptions
+
 # name -> (classes, image size, channels): what jaxdr.data yields for it.
 DATASETS = {"mnist": (10, 28, 1), "fashion_mnist": (10, 28, 1), "cifar10": (10, 32, 3),
             "cifar100": (100, 32, 3), "imagenet2012": (1000, 224, 3)}
@@ -72,8 +74,5 @@ def get_config(setting="resnet56_cifar10"):
   c.model = ml_collections.ConfigDict(dict(name=model, width=1.0, conv_impl="auto"))
   c.dataset = ml_collections.ConfigDict(dict(name=dataset, data_dir="", image_size=size,
                                              input_channels=channels, num_classes=classes))
-  t = dict(optimizer="sgd", milestones=(), gamma=0.1, power=1.0, eval_every_epochs=1,
-           max_steps=0, steps_per_epoch=0, num_eval_examples=0)
-  t.update(train)
-  c.train = ml_collections.ConfigDict(t)
+  c.train = TrainOptions(**train).to_config()
   return c

@@ -22,13 +22,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxdr import models, reporting
+from jaxdr.errors import UserError
 
 MODEL_FILE = "model.json"
 VARIABLES_DIR = "variables"
 MODEL_KWARGS = ("num_classes", "image_size", "input_channels", "width", "conv_impl", "channels")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint is missing, corrupt or does not match its model."""
 
 

@@ -13,3 +13,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
   """A config value is missing, unknown or out of range."""
+
+
+class DataError(UserError, ValueError):
+  """A dataset is missing or one of its files is malformed."""

@@ -81,9 +81,14 @@ class Options:
   def to_config(self) -> ml_collections.ConfigDict:
     """Every field as a ConfigDict (nested options as nested sections)."""
     out = ml_collections.ConfigDict()
+    hints = typing.get_type_hints(type(self))
     for f in dataclasses.fields(self):
       value = getattr(self, f.name)
-      out[f.name] = value.to_config() if isinstance(value, Options) else value
+      if isinstance(value, Options):
+        value = value.to_config()
+      elif hints.get(f.name) is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # a float field stays float, so '--config.x=0.5' overrides it
+      out[f.name] = value
     return out
 
   def replace(self: T, **changes) -> T:

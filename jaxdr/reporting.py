@@ -2,7 +2,7 @@
 
     reporting.write_results(workdir, metrics, config)          # flat metrics + config + environment
     reporting.write_report(workdir, "Training", metrics, config, figures=["curves.png"])
-    reporting.plot_curves(train.read_metrics(workdir), workdir / "curves.png")
+    reporting.plot_curves(training.read_metrics(workdir), workdir / "curves.png")
 
 Files are written atomically (tmp file + rename), so an interrupted run never leaves a
 half-written result, and only by process 0 of a multi-process run.
@@ -150,22 +150,21 @@ def save_figure(fig, path) -> epath.Path:
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path, title: str = "") -> epath.Path:
-  """Loss and accuracy against epoch from training records (``train.read_metrics``) to a PNG."""
+  """Loss and accuracy against epoch from training records (``training.read_metrics``: train
+  records every log step, test records at each evaluation, both carrying their epoch)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg", force=False)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
   for split in ("train", "test"):
-    recs = [r for r in history if f"{split}_loss" in r]
+    recs = sorted((r for r in history if f"{split}_loss" in r and "epoch" in r), key=lambda r: r["step"])
     if not recs:
       continue
-    x = [r.get("epoch", r["step"]) for r in recs]
-    if split == "test":  # test records carry no epoch: take it from the train record of that step
-      epoch_of = {r["step"]: r["epoch"] for r in history if "epoch" in r}
-      x = [epoch_of.get(r["step"], r["step"]) for r in recs]
-    ax_loss.plot(x, [r[f"{split}_loss"] for r in recs], "o-" if split == "test" else "-", label=split)
-    ax_acc.plot(x, [r[f"{split}_accuracy"] for r in recs], "o-" if split == "test" else "-", label=split)
-  for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    x = [r["epoch"] for r in recs]
+    style = "o-" if split == "test" else "-"
+    ax_loss.plot(x, [r[f"{split}_loss"] for r in recs], style, label=split)
+    ax_acc.plot(x, [r[f"{split}_accuracy"] for r in recs], style, label=split)
+  for ax, name in ((ax_loss, "cross-entropy loss"), (ax_acc, "top-1 accuracy")):
     ax.set_xlabel("epoch")
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)

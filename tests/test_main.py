@@ -120,11 +120,47 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(runs):
   assert steps == list(range(4, 129, 4))
 
 
-def test_unknown_config_key_is_one_line(env, tmp_path):
-  proc = run(command(tmp_path / "w", "--config.train.no_such_key=1"), env)
-  assert_one_error_line(proc, "no_such_key")
+def test_unknown_config_key_is_one_line_naming_the_nearest(env, tmp_path):
+  proc = run(command(tmp_path / "w", "--config.train.batch_sise=1"), env)
+  line = assert_one_error_line(proc, "unknown config key 'train.batch_sise'", "train.batch_size")
+  assert proc.returncode == 2, line
   assert proc.stderr.strip().count("\n") == 0  # nothing else on stderr
+  proc = run(command(tmp_path / "w", "--config.trian.epochs=1"), env)
+  assert_one_error_line(proc, "unknown config key 'trian'", "nearest: train")
+  proc = run(command(tmp_path / "w", "--config.train.batch_size=abc"), env)
+  assert_one_error_line(proc, "train.batch_size", "abc")
+  proc = run(command(tmp_path / "w", config="configs/no_such_config.py"), env)
+  assert_one_error_line(proc, "cannot load config configs/no_such_config.py")
   assert not (tmp_path / "w").exists()
+
+
+BUG_SCRIPT = """
+import sys, types
+import jaxdr.main as m
+from jaxdr import errors
+def method_module(name):
+  def run(config, workdir):
+    if name == "bug":
+      raise RuntimeError("boom: a real bug")
+    raise errors.ConfigError("bad value for car.layers")
+  return types.SimpleNamespace(run=run)
+m.method_module = method_module
+sys.argv = ["jaxdr"] + sys.argv[1:]
+m.entry_point()
+"""
+
+
+@pytest.mark.parametrize("method", ["bug", "user"])
+def test_a_bug_keeps_its_traceback_a_user_error_is_one_line(env, tmp_path, method):
+  proc = subprocess.run([sys.executable, "-c", BUG_SCRIPT, "--config=configs/quickstart.py",
+                         f"--workdir={tmp_path / 'w'}", f"--config.method={method}", "--allocator=system"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  if method == "bug":
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "boom: a real bug" in proc.stderr
+    assert "jaxdr: error:" not in proc.stderr
+  else:
+    assert proc.returncode == 2
+    assert_one_error_line(proc, "bad value for car.layers")
 
 
 def test_unknown_model_and_dataset_names_are_one_line(env, tmp_path):

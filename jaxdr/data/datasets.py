@@ -10,6 +10,7 @@ import dataclasses
 from typing import Dict, Tuple
 
 from jaxdr.data import fashion_mnist_builder, superclass_maps
+from jaxdr.errors import ConfigError, DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck")
@@ -33,7 +34,7 @@ CIFAR100_COARSE_CLASSES = (
     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2")
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(DataError):
   """A dataset is neither prepared in the data dir nor preparable offline; the message says how."""
 
 
@@ -99,7 +100,7 @@ def names() -> Tuple[str, ...]:
 def info(name: str) -> DatasetInfo:
   """The :class:`DatasetInfo` of ``name``; ValueError listing the known names otherwise."""
   if name not in _DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
+    raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
   result = _DATASETS[name]
   if name == "imagenet2012":  # 1000 names, kept in the superclass map's data file
     result = dataclasses.replace(result, class_names=superclass_maps.imagenet_class_names())

@@ -15,6 +15,8 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxdr.errors import DataError
+
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 IDX_DIR_ENV = "JAXDR_FASHION_MNIST_DIR"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -43,12 +45,12 @@ def read_idx(path: str) -> np.ndarray:
   with opener(path, "rb") as f:
     data = f.read()
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-    raise ValueError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+    raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
   ndim = data[3]
   header = 4 + 4 * ndim
   shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
   if len(data) != header + int(np.prod(shape)):
-    raise ValueError(f"{path}: IDX header declares shape {shape} but holds "
+    raise DataError(f"{path}: IDX header declares shape {shape} but holds "
                      f"{len(data) - header} bytes of data")
   return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
@@ -84,7 +86,7 @@ class JaxdrFashionMnist(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images_path: str, labels_path: str) -> Iterator:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-      raise ValueError(f"{images_path}, {labels_path}: expected images [N, 28, 28] and labels [N], "
+      raise DataError(f"{images_path}, {labels_path}: expected images [N, 28, 28] and labels [N], "
                        f"got {images.shape} and {labels.shape}")
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {"image": image[..., None], "label": int(label)}

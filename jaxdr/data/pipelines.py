@@ -26,9 +26,11 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from jaxdr import batching
 from jaxdr.data import augment as augment_lib
 from jaxdr.data import sources
 from jaxdr.data.datasets import DatasetInfo, info
+from jaxdr.errors import ConfigError
 
 Batch = Dict[str, np.ndarray]
 _TRAIN_ORDER, _TRAIN_AUGMENT = 0, 1  # seed-stream tags
@@ -36,7 +38,7 @@ _TRAIN_ORDER, _TRAIN_AUGMENT = 0, 1  # seed-stream tags
 
 def _resolve_split(ds: DatasetInfo, split: str) -> str:
   if not isinstance(split, str) or not split:
-    raise ValueError(f"split must be a non-empty string such as 'train' or 'test', got {split!r}")
+    raise ConfigError(f"split must be a non-empty string such as 'train' or 'test', got {split!r}")
   if split == "test":
     return ds.test_split
   return split
@@ -46,7 +48,7 @@ def _image_size(ds: DatasetInfo, image_size: Optional[int]) -> int:
   if image_size is None:
     return ds.image_size
   if int(image_size) != image_size or image_size < 1:
-    raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
   return int(image_size)
 
 
@@ -85,7 +87,7 @@ def _small_train(ds: DatasetInfo, images: np.ndarray, labels: Dict[str, np.ndarr
   n = len(images)
   steps = n // batch_size
   if steps == 0:
-    raise ValueError(f"{ds.name}: batch_size {batch_size} exceeds the {n} training examples")
+    raise ConfigError(f"{ds.name}: batch_size {batch_size} exceeds the {n} training examples")
   local = slice(process_index * (batch_size // process_count),
                 (process_index + 1) * (batch_size // process_count))
   epoch = 0
@@ -116,24 +118,18 @@ def _eval_num_batches(n: int, local_batch: int, process_count: int) -> int:
 
 
 def _pad(batches: Iterator[Batch], local_batch: int, num_batches: int) -> Iterator[Batch]:
-  """Zero-pads each batch to ``local_batch`` rows with a 'mask', then adds empty batches up to
-  ``num_batches`` (so every process yields the same number)."""
+  """Each batch zero-padded to ``local_batch`` rows with a 'mask' (`batching.pad_batch`), then
+  empty batches up to ``num_batches`` (so every process yields the same number)."""
   template = None
   count = 0
   for batch in batches:
-    rows = len(batch["label"])
-    template = {k: (v.shape[1:], v.dtype) for k, v in batch.items()}
-    out = {k: np.concatenate([v, np.zeros((local_batch - rows,) + v.shape[1:], v.dtype)])
-           for k, v in batch.items()}
-    out["mask"] = (np.arange(local_batch) < rows).astype(np.float32)
+    template = {k: v[:0] for k, v in batch.items()}
     count += 1
-    yield out
+    yield batching.pad_batch(batch, local_batch)
   if count < num_batches and template is None:
     raise ValueError("eval split shard is empty and no example fixes the batch shapes")
   for _ in range(num_batches - count):
-    out = {k: np.zeros((local_batch,) + shape, dtype) for k, (shape, dtype) in template.items()}
-    out["mask"] = np.zeros((local_batch,), np.float32)
-    yield out
+    yield batching.pad_batch(template, local_batch)
 
 
 def _small_eval(ds: DatasetInfo, images: np.ndarray, labels: Dict[str, np.ndarray],
@@ -244,26 +240,26 @@ def iterator(name: str, split: str, batch_size: int, *, train: bool, seed: int =
   split = _resolve_split(ds, split)
   size = _image_size(ds, image_size)
   if int(batch_size) != batch_size or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
   if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(f"need 0 <= process_index < process_count, got {process_index} of "
+    raise ConfigError(f"need 0 <= process_index < process_count, got {process_index} of "
                      f"{process_count}")
   if batch_size % process_count:
-    raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
+    raise ConfigError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
   if seed < 0:
-    raise ValueError(f"seed must be non-negative, got {seed}")
+    raise ConfigError(f"seed must be non-negative, got {seed}")
   local_batch = batch_size // process_count
   repeat = train if repeat is None else bool(repeat)
   directory = sources.data_dir(data_dir)
   if not ds.in_memory:
     if augment is not None:
-      raise ValueError(f"{name}: augment is fixed for streamed datasets (train: {ds.augment})")
+      raise ConfigError(f"{name}: augment is fixed for streamed datasets (train: {ds.augment})")
     return _streamed(ds, split, local_batch, train=train, seed=seed, directory=directory,
                      image_size=size, process_index=process_index, process_count=process_count,
                      repeat=repeat)
   augment = (ds.augment if train else "none") if augment is None else augment
   if augment not in augment_lib.SMALL_AUGMENTATIONS:
-    raise ValueError(f"augment must be one of {augment_lib.SMALL_AUGMENTATIONS}, got {augment!r}")
+    raise ConfigError(f"augment must be one of {augment_lib.SMALL_AUGMENTATIONS}, got {augment!r}")
   images, labels = _load_uint8(name, split, directory, size)
   if train:
     return _small_train(ds, images, labels, batch_size, seed, process_index, process_count,
@@ -280,14 +276,14 @@ def as_arrays(name: str, split: str, data_dir: Optional[str] = None,
   split = _resolve_split(ds, split)
   size = _image_size(ds, image_size)
   if limit is not None and (int(limit) != limit or limit < 0):
-    raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+    raise ConfigError(f"limit must be a non-negative integer, got {limit!r}")
   directory = sources.data_dir(data_dir)
   if ds.in_memory:
     images, labels = _load_uint8(name, split, directory, size)
     end = len(images) if limit is None else min(int(limit), len(images))
     return _normalise(images[:end], ds), np.array(labels["label"][:end])
   if limit is None:
-    raise ValueError(f"{name} does not fit in memory: pass a limit or use iterator()")
+    raise ConfigError(f"{name} does not fit in memory: pass a limit or use iterator()")
   if limit == 0:
     return (np.zeros((0, size, size, ds.channels), np.float32), np.zeros((0,), np.int32))
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

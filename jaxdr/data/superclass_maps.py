@@ -12,6 +12,8 @@ import json
 import os
 from typing import List, Tuple
 
+from jaxdr.errors import ConfigError
+
 MAPS_DIR = os.path.join(os.path.dirname(__file__), "superclasses")
 
 
@@ -19,7 +21,7 @@ MAPS_DIR = os.path.join(os.path.dirname(__file__), "superclasses")
 def _load(name: str) -> dict:
   path = os.path.join(MAPS_DIR, f"{name}.json")
   if not os.path.isfile(path):
-    raise ValueError(f"no superclass map for dataset {name!r}; maps exist for: "
+    raise ConfigError(f"no superclass map for dataset {name!r}; maps exist for: "
                      f"{', '.join(available())}")
   with open(path) as f:
     return json.load(f)

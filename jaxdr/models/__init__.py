@@ -69,9 +69,11 @@ def init(model: nn.Module, rng: jax.Array) -> Dict[str, Any]:
 
 
 def apply(model: nn.Module, variables: Mapping[str, Any], images: jnp.ndarray,
-          mask: Optional[Mapping[str, jnp.ndarray]] = None, train: bool = False):
-  """Logits [N, classes] for images [N, H, W, C]; with ``train`` also the new batch_stats."""
+          mask: Optional[Mapping[str, jnp.ndarray]] = None, train: bool = False,
+          rngs: Optional[Mapping[str, jax.Array]] = None):
+  """Logits [N, classes] for images [N, H, W, C]; with ``train`` also the new batch_stats.
+  ``rngs``: Flax rng streams (e.g. 'dropout', which acts only with ``train``)."""
   if train:
-    logits, state = model.apply(variables, images, mask, True, mutable=["batch_stats"])
+    logits, state = model.apply(variables, images, mask, True, mutable=["batch_stats"], rngs=rngs)
     return logits, state.get("batch_stats", {})
-  return model.apply(variables, images, mask, False)
+  return model.apply(variables, images, mask, False, rngs=rngs)

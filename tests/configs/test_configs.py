@@ -8,7 +8,7 @@ import os
 import jax
 import pytest
 
-from jaxdr import data, models, train
+from jaxdr import data, models, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -55,16 +55,16 @@ def test_config_validates(path, arg):
     ds = data.info(config.dataset.name)
     assert (config.dataset.num_classes, config.dataset.input_channels) == (ds.num_classes, ds.channels)
   if config.method == "train":
-    model = train.create_model(config)  # constructor arguments are valid
+    model = training.create_model(config)  # constructor arguments are valid
     assert model.num_classes == config.dataset.num_classes
-    t = config.train
+  if "train" in config:
+    t = training.TrainOptions.from_config(config.train, "train")  # every key known, values valid
     assert t.batch_size % 8 == 0 or os.path.basename(path) == "quickstart.py"
     spe = max(data.info(config.dataset.name).num_train // t.batch_size, 1)
-    total = train._steps(config, spe)  # pylint: disable=protected-access
-    sched = train.learning_rate_schedule(t, spe, total)
+    total = training.total_steps(t, spe)
+    sched = training.learning_rate_schedule(t, spe, total)
     assert float(sched(0)) <= t.learning_rate * (1 + 1e-6) and float(sched(total // 2)) > 0
-    train.make_optimizer(t, sched)
-    for m in t.get("milestones", ()):
+    for m in t.milestones:
       assert 0 < m < t.epochs
 
 
