@@ -38,7 +38,9 @@ def bars(series: Mapping[str, Sequence[float]], labels: Sequence[str], path, *, 
   for i, (name, values) in enumerate(series.items()):
     ax.bar(pos + (i - (len(series) - 1) / 2) * width, values, width, label=name,
            color=None if colors is None else colors[i])
-  ax.set_xticks(pos, labels, rotation=60, ha="right", fontsize=7)
+  many = len(labels) > 8
+  ax.set_xticks(pos, labels, rotation=60 if many else 0, ha="right" if many else "center",
+                fontsize=7 if many else None)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if title:
@@ -97,8 +99,9 @@ class Panel:
 
 
 def curves(panels: Sequence[Panel], path, title: str = "", panel_size: Tuple[float, float] = (5.5, 4.0)):
-  """Line plots side by side, one axes per panel."""
+  """Line plots side by side, one axes per panel (integer ticks on an x axis of whole numbers)."""
   plt = _pyplot()
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
                            squeeze=False)
   for ax, panel in zip(axes[0], panels):
@@ -109,6 +112,8 @@ def curves(panels: Sequence[Panel], path, title: str = "", panel_size: Tuple[flo
         ax.plot(s.x, s.y, color=s.color, label=s.label, marker=s.marker)
     for y, label, color in panel.hlines:
       ax.axhline(y, color=color, linestyle="--", label=label)
+    if all(float(x).is_integer() for s in panel.series for x in s.x):
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
     if panel.title:
@@ -143,7 +148,8 @@ def image_grid(images: np.ndarray, titles: Sequence[str], path, title: str = "",
   n = len(images)
   cols = max(1, min(n, cols))
   rows = -(-n // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.4 * rows), squeeze=False)
+  fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.4 * rows + (0.3 if title else 0)),
+                           squeeze=False, layout="constrained")
   for ax in axes.ravel():
     ax.axis("off")
   for ax, img, name in zip(axes.ravel(), images, titles):

@@ -13,7 +13,8 @@ Opening a directory whose fingerprint differs raises `jaxdr.errors.ConfigError` 
 settings that differ: a state is only resumed by the run that would have produced it.
 
 Multi-process runs share the directory: JSON files are written by process 0 alone
-(`reporting.write_text_atomic`: a temporary file and a rename), orbax saves are collective, and every process reads.
+(`reporting.write_text_atomic`: a temporary file and a rename), orbax saves are collective,
+and every process reads.
 """
 from __future__ import annotations
 
@@ -43,9 +44,18 @@ def _normalised(obj: Any) -> Any:
   return json.loads(json.dumps(obj, default=_plain))
 
 
-def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
-  """``{key: (old value, new value)}`` for every top-level key whose value differs."""
-  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+                ) -> Dict[str, Tuple[Any, Any]]:
+  """``{key: (old value, new value)}`` for every key whose value differs; nested dicts are
+  compared key by key ('options.steps')."""
+  out = {}
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+      out.update(differences(a, b, f"{prefix}{k}."))
+    elif a != b:
+      out[f"{prefix}{k}"] = (a, b)
+  return out
 
 
 class MethodState:

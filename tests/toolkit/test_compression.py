@@ -8,7 +8,8 @@ from jaxdr import checkpoints, costs, models
 from jaxdr.toolkit import compression, latency
 
 
-@pytest.mark.parametrize("name,mask_keys", [("lenet5", ("conv1", "conv2")), ("resnet20", ("stage1_block0/conv1",))])
+@pytest.mark.parametrize("name,mask_keys", [("lenet5", ("conv1", "conv2")),
+                                            ("resnet20", ("stage1_block0/conv1",))])
 def test_summary_counts_the_sliced_model_and_it_computes_the_masked_logits(tiny, images, tmp_path, name,
                                                                            mask_keys):
   model, variables = tiny(name)

@@ -37,6 +37,7 @@ def test_other_settings_are_refused_by_name(tmp_path):
   with pytest.raises(ConfigError, match=r"seed: None -> 1|seed: 0 -> 1"):
     state.MethodState(tmp_path, {"keys": ["conv1"], "seed": 1})
   assert state.differences({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {"b": (2, None), "c": (None, 3)}
+  assert state.differences({"o": {"steps": 30, "lr": 0.1}}, {"o": {"steps": 3, "lr": 0.1}}) == {"o.steps": (30, 3)}
 
 
 def test_only_process_zero_writes_files(tmp_path, monkeypatch):

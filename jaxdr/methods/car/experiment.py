@@ -88,7 +88,8 @@ def _report_sections(keys, curves, acceptance, carc_out, compressed) -> list:
   ft_rows = [{"layer": kk, **p} for kk in keys for p in curves[kk]["car_finetuned"]]
   if ft_rows:
     sections.append(("CAR + fine-tuning", reporting.markdown_table(ft_rows)))
-  acc_rows = [{"layer": kk, **{n: v for n, v in a.items() if n != "kept_counts"}} for kk, a in acceptance.items()]
+  acc_rows = [{"layer": kk, **{n: v for n, v in a.items() if n != "kept_counts"}}
+              for kk, a in acceptance.items()]
   sections.append(("Mean test accuracy, kept <= half the layer", reporting.markdown_table(acc_rows)))
   for kk in keys:
     carc_rows = [{"filter": r["filter"], "CAR": r["car"],

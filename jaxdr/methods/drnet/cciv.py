@@ -16,9 +16,9 @@ import numpy as np
 
 from jaxdr import masks
 from jaxdr.errors import ConfigError
+from jaxdr.methods.drnet.options import COMBINES
 
 Civ = Dict[str, np.ndarray]  # gate key -> float32 [num_classes, C]
-COMBINES = ("union", "xor")
 
 
 def check_classes(classes: Sequence[int], num_classes: int) -> Tuple[int, ...]:

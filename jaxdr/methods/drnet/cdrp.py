@@ -195,6 +195,7 @@ def make_fitter(model, options: CdrpOptions = CdrpOptions()) -> Callable:
   return fit_jit
 
 
-def fit_gates(model, variables, images, options: CdrpOptions = CdrpOptions()) -> Tuple[Dict[str, jnp.ndarray], dict]:
+def fit_gates(model, variables, images, options: CdrpOptions = CdrpOptions()
+              ) -> Tuple[Dict[str, jnp.ndarray], dict]:
   """One-shot convenience: ``make_fitter(model, options)(variables, images)``."""
   return make_fitter(model, options)(variables, images)

@@ -12,9 +12,10 @@ directory (`jaxdr.errors.ConfigError`).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
-from typing import Dict, Sequence, Tuple
+from typing import Sequence, Tuple
 
 from absl import logging
 from etils import epath
@@ -24,9 +25,9 @@ import numpy as np
 from jaxdr import batching, models, reporting
 from jaxdr.errors import ConfigError
 from jaxdr.methods.drnet import cdrp
+from jaxdr.methods.drnet.cciv import Civ
 from jaxdr.toolkit import state as state_lib
 
-Civ = Dict[str, np.ndarray]  # gate key -> float32 [num_classes, C]
 CIV_FILE = "civ.npz"
 
 
@@ -75,7 +76,7 @@ def fingerprint(model, indices: np.ndarray, options: cdrp.CdrpOptions, batch_siz
   (count and an order-sensitive checksum of their indices), CDRP options and batch size."""
   return {"model": repr(models.describe(model).gates), "images": int(indices.size),
           "indices_sum": int(np.sum(indices.astype(np.int64) * np.arange(1, indices.size + 1) % 1000003)),
-          "options": repr(options), "batch_size": int(batch_size)}
+          "options": dataclasses.asdict(options), "batch_size": int(batch_size)}
 
 
 class Dissection:

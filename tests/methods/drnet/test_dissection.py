@@ -43,8 +43,8 @@ def test_dissection_is_the_class_mean_of_cdrp_and_resumes(tmp_path, tiny_drnet):
   assert seen == [(4, 8, 8, 1)] * 2  # batches 2 and 3 of 3 (the last padded): batch 1 came from the save
   for key in ref:
     np.testing.assert_allclose(civ[key], ref[key], atol=1e-6)
-  with pytest.raises(ConfigError, match="other settings.*options"):
-    drnet.Dissection(model, 3, cdrp.CdrpOptions(steps=3), tmp_path / "civ").run(
+  with pytest.raises(ConfigError, match=r"other settings \(options.steps: 2 -> 3\)"):
+    drnet.Dissection(model, 3, opts.replace(steps=3), tmp_path / "civ").run(
         variables, images, labels, indices, batch_size=4)
 
 
