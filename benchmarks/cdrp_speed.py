@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from jaxdr import cpu_runtime, models  # noqa: E402
-from jaxdr.methods import cdrp  # noqa: E402
+from jaxdr.methods.drnet import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
 
 
@@ -192,7 +192,7 @@ def main():
   net = torch_vgg(model, variables)
   x_t = torch.from_numpy(np.asarray(images).transpose(0, 3, 1, 2).copy())
   logit_diff = float(np.max(np.abs(net(x_t).detach().numpy() - np.asarray(models.apply(model, variables, images)))))
-  base = cdrp.Options(steps=args.steps)
+  base = cdrp.CdrpOptions(steps=args.steps)
   n1 = args.one_image_count
 
   # Every variant runs once per round, rounds alternate: load bursts from other jobs on the
@@ -201,7 +201,7 @@ def main():
   batched_names = []
   for spec in args.loops.split(","):
     loop, unroll = spec.split(":")
-    opts = cdrp.Options(steps=args.steps, loop=loop, unroll=int(unroll))
+    opts = cdrp.CdrpOptions(steps=args.steps, loop=loop, unroll=int(unroll))
     one_opts = one_opts if batched_names else opts  # one image at a time: the first loop spec
     fit, compile_s = compile_jax(model, variables, images, opts)
     name = f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})"
@@ -211,7 +211,7 @@ def main():
   one_name = f"JAX one image at a time, loop={one_opts.loop} unroll={one_opts.unroll}"
   variants[one_name] = (n1, lambda: [_block(one_fit(variables, images[i:i + 1]))[0] for i in range(n1)],
                         None)
-  torch_fit(net, x_t[:2], cdrp.Options(steps=1), batched=True)  # warm-up
+  torch_fit(net, x_t[:2], cdrp.CdrpOptions(steps=1), batched=True)  # warm-up
   torch_one_name = "PyTorch one image at a time (the papers' way)"
   variants[torch_one_name] = (n1, lambda: torch_fit(net, x_t[:n1], base, batched=False), None)
   torch_name = f"PyTorch batched gates (B={args.batch})"

@@ -9,16 +9,9 @@ threshold chosen to keep more than 90% of the channels (section 4.5).
     python -m jaxdr.main --config=configs/drnet_vgg16_cifar10.py --workdir=DIR \
         --config.pretrained=TRAINED_WORKDIR
 """
-import os
-import runpy
-import types
-
 import ml_collections
 
-
-def _sibling(name):
-  """Another config file of this folder, run from its path (configs are not a package)."""
-  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
+from jaxdr.methods.drnet.options import DrnetOptions
 
 
 # (model, dataset) -> (model name, union_thr); DRNet section 4.1.
@@ -67,7 +60,7 @@ def get_config(setting="vgg16_cifar10"):
   c.method = "drnet"
   c.seed = 0
   c.pretrained = ""
-  d = c.drnet = _sibling("drnet_fashion_mnist").drnet_defaults()
+  d = c.drnet = DrnetOptions().to_config()
   d.superclass_subtasks = False
   if dataset == "imagenet2012":
     if model != "vgg16":
