@@ -6,6 +6,7 @@ and conv2 one at a time, against incoming / outgoing weights and random pruning.
 import ml_collections
 
 from jaxdr.methods.car.options import CarOptions
+from jaxdr.training.options import TrainOptions
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -26,25 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.input_channels = 1
   config.dataset.num_classes = 10
 
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 64  # Caffe's LeNet solver: SGD 0.01, momentum 0.9, decay 5e-4
-  config.train.epochs = 4
-  config.train.optimizer = "sgd"
-  config.train.learning_rate = 0.01
-  config.train.momentum = 0.9
-  config.train.nesterov = False
-  config.train.weight_decay = 5e-4
-  config.train.schedule = "cosine"
-  config.train.warmup_epochs = 0.0
-  config.train.milestones = ()
-  config.train.gamma = 0.1
-  config.train.log_every_steps = 500
-  config.train.checkpoint_every_steps = 2000
-  config.train.eval_batch_size = 1000
-  config.train.max_steps = 0
-  config.train.steps_per_epoch = 0
-  config.train.eval_every_epochs = 1
-  config.train.num_eval_examples = 0
+  # Caffe's LeNet solver: SGD 0.01, momentum 0.9, weight decay 5e-4 (cosine over 4 epochs here).
+  config.train = TrainOptions(batch_size=64, epochs=4, learning_rate=0.01, momentum=0.9,
+                              weight_decay=5e-4, schedule="cosine", log_every_steps=500,
+                              checkpoint_every_steps=2000, eval_batch_size=1000).to_config()
 
   config.car = CarOptions().to_config()  # the defaults: conv1 and conv2, one at a time
   return config

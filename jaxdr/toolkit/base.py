@@ -31,8 +31,8 @@ def load_or_train(config: ml_collections.ConfigDict, workdir) -> Tuple[nn.Module
   train_dir = epath.Path(workdir) / TRAIN_DIR
   if checkpoints.has_model(train_dir / "model"):
     return checkpoints.load_model(train_dir / "model")
-  from jaxdr import train  # pylint: disable=g-import-not-at-top  (the trainer imports much)
-  train.train_and_evaluate(config, train_dir)
+  from jaxdr import training  # pylint: disable=g-import-not-at-top  (the trainer imports much)
+  training.train_and_evaluate(config, train_dir)
   return checkpoints.load_model(train_dir / "model")
 
 

@@ -3,7 +3,7 @@ and after, the measured speed of both networks, and optionally the small model o
 
     summary, sliced = compression.compress(model, variables, mask, latency_batch_sizes=(1, 256),
                                            save_to=workdir / "compressed", model_name="lenet5",
-                                           model_kwargs=train.model_kwargs(config))
+                                           model_kwargs=training.model_kwargs(config))
     summary.as_dict()   # {'kept': {...}, 'params_before': ..., 'macs_after': ..., 'latency': [...]}
     sliced.model, sliced.variables, sliced.mask     # apply(sliced...) == apply(model, variables, x, mask)
 

@@ -4,7 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxdr import checkpoints, data, models, train
+from jaxdr import checkpoints, data, models, training
 from jaxdr.toolkit import base
 
 
@@ -30,7 +30,7 @@ def _same(a, b):
 def test_pretrained_then_trained_once_then_loaded(tmp_path, monkeypatch):
   saved = _save(tmp_path / "pre" / "model")
   calls = []
-  monkeypatch.setattr(train, "train_and_evaluate",
+  monkeypatch.setattr(training, "train_and_evaluate",
                       lambda config, workdir: (calls.append(str(workdir)), _save(workdir / "model", seed=1)))
   _, variables = base.load_or_train(_config(str(tmp_path / "pre")), tmp_path / "w")
   assert _same(variables, saved) and not calls  # pretrained: nothing trained

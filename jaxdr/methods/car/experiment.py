@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 from absl import logging
 import numpy as np
 
-from jaxdr import data, models, reporting, train
+from jaxdr import data, models, reporting, training
 from jaxdr.errors import ConfigError
 from jaxdr.methods import finetune
 from jaxdr.methods.car import baselines, carc, greedy, scoring
@@ -188,7 +188,7 @@ def run(config, workdir: str) -> Dict[str, Any]:
       rates = finetune.car_layer_rates(model, key, float(ft.lr_compressed), float(ft.lr_next))
       for n in curve_grid(channels, int(ft.points)):
         mask = {key: baselines.masks_along(orders["car"], [n])[0]}
-        tuned = finetune.finetune(model, variables, ft_x, ft_y, mask, rates, ft_opts, log=logging.info)
+        tuned = finetune.finetune(model, variables, ft_x, ft_y, mask, rates, ft_opts)
         a = float(scoring.evaluate_masks(model, tuned, test_x, test_y, {key: mask[key][None]}, **eval_kw)[0])
         curve["car_finetuned"].append({"kept": n, "accuracy": a})
         logging.info("car: %s kept %d: fine-tuned test accuracy %.4f", key, n, a)
@@ -210,7 +210,7 @@ def run(config, workdir: str) -> Dict[str, Any]:
   summary, sliced = compression.compress(
       model, variables, final_mask, latency_batch_sizes=cfg.latency_batch_sizes,
       save_to=os.path.join(workdir, "compressed"), model_name=config.model.name,
-      model_kwargs=train.model_kwargs(config))
+      model_kwargs=training.model_kwargs(config))
   small_acc = scoring.accuracy(sliced.model, sliced.variables, test_x, test_y, sliced.mask, **eval_kw)
   compressed = {"kept": summary.kept, "test_accuracy_masked": final_acc, "test_accuracy_sliced": small_acc,
                 "params": summary.params_after, "params_uncompressed": summary.params_before,
