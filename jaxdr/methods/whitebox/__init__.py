@@ -16,8 +16,9 @@ from jaxdr.methods.whitebox.baselines import filter_l1, l1_scores  # noqa: F401
 from jaxdr.methods.whitebox.class_masks import (GATING_MODES, batch_gates, check_labels, fold_vectors,  # noqa: F401
                                                 init_masks, scores, soft_labels)
 from jaxdr.methods.whitebox.experiment import run  # noqa: F401
-from jaxdr.methods.whitebox.fold import Folded, fold, scale_inputs  # noqa: F401
+from jaxdr.methods.whitebox.fold import Folded, forward, scale_inputs  # noqa: F401  (the function: fold.fold)
 from jaxdr.methods.whitebox.objective import gated_logits, mask_objective, sparsity_penalty  # noqa: F401
 from jaxdr.methods.whitebox.options import GATINGS, VARIANTS, WhiteboxOptions  # noqa: F401
 from jaxdr.methods.whitebox.stages import Cut, DivergedError, finetune, guard, prune, pruned_gates, train_masks  # noqa: F401
-from jaxdr.methods.whitebox.voting import Vote, check_prunable, default_gates, prunable_problem, vote  # noqa: F401
+from jaxdr.methods.whitebox.voting import (Vote, check_prunable, check_reachable, default_gates,  # noqa: F401
+                                           prunable_problem, vote)

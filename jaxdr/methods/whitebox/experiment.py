@@ -51,6 +51,14 @@ def _check_model(config, model) -> None:
     raise ConfigError(f"the base model takes {got}, the config's dataset gives {want}")
 
 
+def _gates(opts, graph):
+  """The masked gate keys (ConfigError when one is not prunable or the target is out of reach)."""
+  keys = tuple(opts.gates) or voting.default_gates(graph)
+  voting.check_prunable(graph, keys)
+  voting.check_reachable(graph, keys, opts.target, opts.min_keep_fraction, opts.channel_multiple)
+  return keys
+
+
 def _scores(variant, opts, config, model, variables, keys, source, evaluator, workdir):
   """(scores, fold vectors or None, the variables to prune, masks or None, training metrics)."""
   graph = models.describe(model)
@@ -90,11 +98,12 @@ def run(config, workdir) -> Dict[str, Any]:
   t0 = time.time()
   workdir.mkdir(parents=True, exist_ok=True)
   _check_labels(config)
+  if not config.get("pretrained", ""):  # check the gates and the budget before training the base
+    _gates(opts, models.describe(training.create_model(config)))
   model, variables = base.load_or_train(config, workdir)
   _check_model(config, model)
   graph = models.describe(model)
-  keys = tuple(opts.gates) or voting.default_gates(graph)
-  voting.check_prunable(graph, keys)
+  keys = _gates(opts, graph)
   num_classes = int(config.dataset.num_classes)
   mesh = training.data_mesh()
   source = training.dataset_source(config)

@@ -20,6 +20,7 @@ VGG channel whose expected gate is negative in front of a max-pool is the only c
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Dict, Mapping
 
 import flax
@@ -73,28 +74,41 @@ def scale_inputs(graph: graph_lib.Graph, variables: Mapping[str, Any],
   return variables
 
 
-def _sign_commutes(model, variables, key: str, signs: np.ndarray, seed: int = 0) -> bool:
-  """Whether flipping the signs of ``key``'s channels as a gate equals flipping them in the
-  consumers' weights (true unless a max-pool sits between), on a random batch."""
+@functools.lru_cache(maxsize=16)
+def forward(model):
+  """``f(variables, images, mask) -> logits``: ``model``'s jitted eval-mode forward (cached per
+  model, so the fold's sign probe and the cut check share one compile)."""
+  return jax.jit(lambda variables, images, mask: models.apply(model, variables, images, mask))
+
+
+def _sign_probe(model, variables, gates, images):
+  """``commutes(signs: {key: [C] of +-1}) -> bool``: whether flipping channel signs as gates equals
+  flipping them in the consumers' weights (true unless a max-pool sits between) on ``images``.
+  Every call runs one compiled forward (its mask always holds every key of ``gates``)."""
   graph = models.describe(model)
-  x = jax.random.normal(jax.random.PRNGKey(seed), (2, model.image_size, model.image_size,
-                                                    model.input_channels), jnp.float32)
-  apply = jax.jit(lambda v, m: models.apply(model, v, x, m))
-  gated = np.asarray(apply(variables, {key: jnp.asarray(signs)}))
-  moved = np.asarray(apply(scale_inputs(graph, variables, {key: signs}), {}))
-  return bool(np.allclose(gated, moved, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(gated).max()))))
+  ones = {k: jnp.ones(np.shape(g), jnp.float32) for k, g in gates.items()}
+
+  def commutes(signs) -> bool:
+    gated = np.asarray(forward(model)(variables, images, {**ones, **{k: jnp.asarray(s) for k, s in signs.items()}}))
+    moved = np.asarray(forward(model)(scale_inputs(graph, variables, signs), images, ones))
+    return bool(np.allclose(gated, moved, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(gated).max()))))
+  return commutes
 
 
-def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any]) -> Folded:
+def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any], images=None) -> Folded:
   """Folds the per-channel ``gates`` ({key: [C]}) into the consumers of each gate point (module
   docstring): the result without a mask equals ``model`` under ``gates``, except for the
-  channels listed in ``Folded.inexact``."""
+  channels listed in ``Folded.inexact``. ``images`` [N, H, W, C] feed the sign probe (None: two
+  random images)."""
   graph = models.describe(model)
+  signs = {k: np.where(np.asarray(v) < 0, -1.0, 1.0).astype(np.float32) for k, v in gates.items()
+           if np.any(np.asarray(v) < 0)}
   inexact = {}
-  for key, v in gates.items():
-    v = np.asarray(v, np.float32)
-    if np.any(v < 0):
-      signs = np.where(v < 0, -1.0, 1.0).astype(np.float32)
-      if not _sign_commutes(model, variables, key, signs):
-        inexact[key] = np.flatnonzero(v < 0)
+  if signs:
+    if images is None:
+      images = jax.random.normal(jax.random.PRNGKey(0), (2, model.image_size, model.image_size,
+                                                          model.input_channels), jnp.float32)
+    commutes = _sign_probe(model, variables, gates, jnp.asarray(images, jnp.float32))
+    if not commutes(signs):  # find the gates that do not commute, one at a time
+      inexact = {k: np.flatnonzero(s < 0) for k, s in signs.items() if not commutes({k: s})}
   return Folded(variables=scale_inputs(graph, variables, gates), inexact=inexact)

@@ -56,7 +56,7 @@ def variant_results(variant: str, cut, acc_cut: float, ft_metrics: Mapping[str, 
       "finetune": {k: ft_metrics[k] for k in keep if k in ft_metrics},
       "mask_train": {k: mask_metrics[k] for k in keep if k in mask_metrics},
       "latency": latency, "fold_inexact_channels": cut.folded.inexact_channels,
-      "cut_max_abs_diff": cut.max_abs_diff, "saved_to": saved_to,
+      "cut_max_rel_diff": cut.max_rel_diff, "saved_to": saved_to,
   }
 
 
@@ -143,7 +143,7 @@ def figures(workdir, graph, opts, keys, variants, curves, masks_of, base_metrics
   series = {"unpruned": [graph.gate(k).channels for k in gates]}
   series.update({LABELS[n]: [v["vote"]["kept"][k] for k in gates] for n, v in variants.items()})
   plots.bars(series, gates, os.path.join(workdir, "kept_channels.png"), xlabel="masked gate point",
-             ylabel="channels kept (count)",
+             ylabel="channels kept (count)", colors=["gray"] + [COLORS[n] for n in variants],
              title=f"Channels kept per layer at {100 * opts.target:.0f}% fewer MACs")
   out.append("kept_channels.png")
   name = next((n for n in ("whitebox", "hard", "shared") if n in masks_of), None)

@@ -70,15 +70,16 @@ def train_masks(model, options: training.TrainOptions, source, keys: Sequence[st
 @dataclasses.dataclass
 class Cut:
   """A pruned network before fine-tuning: the vote, the fold, the sliced model (no mask left)
-  and its compression summary; ``max_abs_diff``: its logits against the unpruned network gated
-  by ``keep x fold vector``, on the probe images."""
+  and its compression summary; ``max_rel_diff``: the largest difference of its logits from the
+  unpruned network gated by ``keep x fold vector`` on the probe images, over max(1, the largest
+  logit)."""
   vote: voting.Vote
   folded: fold_lib.Folded
   summary: compression.Summary
   model: Any
   variables: Any
   gates: Dict[str, np.ndarray]
-  max_abs_diff: float
+  max_rel_diff: float
 
 
 def pruned_gates(vote: voting.Vote, folds: Optional[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
@@ -101,26 +102,25 @@ def prune(model, variables, scores: Mapping[str, Any], folds: Optional[Mapping[s
   graph = models.describe(model)
   v = voting.vote(graph, scores, target, min_keep_fraction, channel_multiple)
   gates = pruned_gates(v, folds)
-  folded = fold_lib.fold(model, variables, gates)
+  probe = None if probe is None else jnp.asarray(probe, jnp.float32)
+  folded = fold_lib.fold(model, variables, gates, probe)
   summary, sliced = compression.compress(model, folded.variables, v.mask(), strict=True,
                                          latency_batch_sizes=latency_batch_sizes, repeats=repeats)
   if sliced.mask:
     raise AssertionError(f"surgery left gates {sorted(sliced.mask)} masked: the pruned model is not plain")
   diff = 0.0
   if probe is not None:
-    probe = jnp.asarray(probe, jnp.float32)
-    want = np.asarray(jax.jit(lambda v, m: models.apply(model, v, probe, m))(
-        variables, {k: jnp.asarray(g) for k, g in gates.items()}))
-    got = np.asarray(jax.jit(lambda v: models.apply(sliced.model, v, probe))(sliced.variables))
-    diff = float(np.max(np.abs(want - got)))
+    want = np.asarray(fold_lib.forward(model)(variables, probe, {k: jnp.asarray(g) for k, g in gates.items()}))
+    got = np.asarray(fold_lib.forward(sliced.model)(sliced.variables, probe, {}))
     scale = max(1.0, float(np.max(np.abs(want))))
-    if diff > 1e-3 * scale and not folded.inexact:
-      raise AssertionError(f"the cut network differs from the gated one by {diff:.3g} (logits up to "
-                           f"{scale:.3g}): surgery or the fold lost weights")
+    diff = float(np.max(np.abs(want - got))) / scale
+    if diff > 1e-3 and not folded.inexact:
+      raise AssertionError(f"the cut network's logits differ from the gated one's by {diff:.3g} of "
+                           f"{scale:.3g}: surgery or the fold lost weights")
   logging.info("whitebox: voted %.2f%% of MACs away (target %.2f%%), kept %s", 100 * v.reduction,
                100 * target, v.kept())
   return Cut(vote=v, folded=folded, summary=summary, model=sliced.model,
-             variables=jax.device_get(sliced.variables), gates=gates, max_abs_diff=diff)
+             variables=jax.device_get(sliced.variables), gates=gates, max_rel_diff=diff)
 
 
 def finetune(model, variables, options: training.TrainOptions, source, *, seed: int = 0, workdir=None,

@@ -151,6 +151,19 @@ def minimum_kept(channels: int, fraction: float) -> int:
   return max(1, int(math.ceil(fraction * channels - 1e-9)))
 
 
+def check_reachable(graph: graph_lib.Graph, keys: Sequence[str], target: float,
+                    min_keep_fraction: float = 0.3, channel_multiple: int = 1) -> None:
+  """ConfigError when keeping ``min_keep_fraction`` of every gate of ``keys`` cannot remove
+  ``target`` of the MACs (checked before any training)."""
+  model = _WidthModel(graph, keys, channel_multiple)
+  before = model.total(model.full)
+  least = model.total({k: minimum_kept(c, min_keep_fraction) for k, c in model.full.items()})
+  if least > before * (1.0 - float(target)):
+    raise ConfigError(f"a MACs reduction of {target:.1%} is out of reach: keeping "
+                      f"{min_keep_fraction:.0%} of every masked layer removes {1 - least / before:.1%}; "
+                      "lower the target or whitebox.min_keep_fraction, or mask more gate points")
+
+
 def vote(graph: graph_lib.Graph, scores: Mapping[str, Any], target: float,
          min_keep_fraction: float = 0.3, channel_multiple: int = 1) -> Vote:
   """Removes the lowest-scored channels of ``scores`` ({gate key: [C]}, one global ranking; ties
