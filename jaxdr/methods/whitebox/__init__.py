@@ -13,12 +13,13 @@ weights, the closed channels cut out, fine-tuning.
   experiment.py   `run(config, workdir)`: what ``python -m jaxdr.main`` calls
 """
 from jaxdr.methods.whitebox.baselines import filter_l1, l1_scores  # noqa: F401
-from jaxdr.methods.whitebox.class_masks import (GATING_MODES, batch_gates, check_labels, fold_vectors,  # noqa: F401
-                                                init_masks, scores, soft_labels)
+from jaxdr.methods.whitebox.class_masks import (  # noqa: F401
+    GATING_MODES, batch_gates, check_labels, fold_vectors, init_masks, scores, soft_labels)
 from jaxdr.methods.whitebox.experiment import run  # noqa: F401
 from jaxdr.methods.whitebox.fold import Folded, forward, scale_inputs  # noqa: F401  (the function: fold.fold)
 from jaxdr.methods.whitebox.objective import gated_logits, mask_objective, sparsity_penalty  # noqa: F401
 from jaxdr.methods.whitebox.options import GATINGS, VARIANTS, WhiteboxOptions  # noqa: F401
-from jaxdr.methods.whitebox.stages import Cut, DivergedError, finetune, guard, prune, pruned_gates, train_masks  # noqa: F401
+from jaxdr.methods.whitebox.stages import (  # noqa: F401
+    Cut, DivergedError, finetune, guard, prune, pruned_gates, train_masks)
 from jaxdr.methods.whitebox.voting import (Vote, check_prunable, check_reachable, default_gates,  # noqa: F401
                                            prunable_problem, vote)

@@ -1,7 +1,8 @@
 """The White-Box experiment: prune a CNN to a MACs budget with class-wise masks, against the
 L1-norm filter baseline and the paper's two ablations, on one base network and one fine-tuning.
 
-    python -m jaxdr.main --config=configs/whitebox_fashion_mnist.py --workdir=DIR [--config.pretrained=TRAINED]
+    python -m jaxdr.main --config=configs/whitebox_fashion_mnist.py --workdir=DIR \
+        [--config.pretrained=TRAINED]
 
 1. the base model: ``config.pretrained``, or trained into ``DIR/train`` (`toolkit.base`);
 2. per variant (``whitebox.variants``): scores -- class-wise masks trained jointly with the weights
@@ -38,14 +39,15 @@ def _check_labels(config) -> None:
   ds = config.dataset
   info = data.info(ds.name)
   if int(ds.num_classes) != info.num_classes:
-    raise ConfigError(f"dataset.num_classes is {ds.num_classes} but {ds.name} has labels 0..{info.num_classes - 1}: "
-                      "class-wise masks need one row per label")
+    raise ConfigError(f"dataset.num_classes is {ds.num_classes} but {ds.name} has labels "
+                      f"0..{info.num_classes - 1}: class-wise masks need one row per label")
 
 
 def _check_model(config, model) -> None:
   """The base model takes the config's images and classes."""
   ds = config.dataset
-  want = dict(num_classes=int(ds.num_classes), image_size=int(ds.image_size), input_channels=int(ds.input_channels))
+  want = dict(num_classes=int(ds.num_classes), image_size=int(ds.image_size),
+              input_channels=int(ds.input_channels))
   got = {k: int(getattr(model, k)) for k in want}
   if got != want:
     raise ConfigError(f"the base model takes {got}, the config's dataset gives {want}")
@@ -71,7 +73,8 @@ def _scores(variant, opts, config, model, variables, keys, source, evaluator, wo
                          k, opts.collapse_factor)
   result = stages.train_masks(
       model, opts.mask_train, source, keys, num_classes=k, gating=gating, sparsity=opts.sparsity,
-      init_value=opts.mask_init, init_variables=variables if opts.masks_from == "base" else None,
+      init_value=opts.mask_init, mask_lr=opts.mask_lr or None,
+      init_variables=variables if opts.masks_from == "base" else None,
       seed=int(config.seed), workdir=workdir / "masks", evaluate=checked, name=f"{variant} masks")
   masks = {key: np.asarray(m) for key, m in result.extra[objective.MASKS].items()}
   return (class_masks.scores(masks), class_masks.fold_vectors(masks, gating), result.variables, masks,
@@ -126,7 +129,8 @@ def run(config, workdir) -> Dict[str, Any]:
       masks_of[variant] = masks
     cut = stages.prune(model, pruned_from, scores, folds, target=opts.target,
                        min_keep_fraction=opts.min_keep_fraction, channel_multiple=opts.channel_multiple,
-                       probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes, repeats=opts.latency_repeats)
+                       probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes,
+                       repeats=opts.latency_repeats)
     small_eval = evaluator(lambda v, x, m=cut.model: models.apply(m, v, x))
     acc_cut = small_eval(cut.variables)["test_accuracy"]
     tuned = stages.finetune(cut.model, cut.variables, opts.finetune, source, seed=int(config.seed),

@@ -89,7 +89,8 @@ def _sign_probe(model, variables, gates, images):
   ones = {k: jnp.ones(np.shape(g), jnp.float32) for k, g in gates.items()}
 
   def commutes(signs) -> bool:
-    gated = np.asarray(forward(model)(variables, images, {**ones, **{k: jnp.asarray(s) for k, s in signs.items()}}))
+    flipped = {**ones, **{k: jnp.asarray(s) for k, s in signs.items()}}
+    gated = np.asarray(forward(model)(variables, images, flipped))
     moved = np.asarray(forward(model)(scale_inputs(graph, variables, signs), images, ones))
     return bool(np.allclose(gated, moved, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(gated).max()))))
   return commutes

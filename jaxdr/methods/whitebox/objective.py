@@ -15,7 +15,7 @@ fresh draw, and on many devices each device draws its own rows.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -50,10 +50,11 @@ def fold_gates_traced(masks: Mapping[str, jnp.ndarray], gating: str):
 
 
 def mask_objective(keys: Sequence[str], num_classes: int, gating: str = "soft", sparsity: float = 0.0,
-                   init_value: float = 1.0) -> training.Objective:
+                   init_value: float = 1.0, mask_lr: Optional[float] = None) -> training.Objective:
   """The trainer's hooks for White-Box mask training on gate points ``keys``: class-wise masks
   ``extra['masks'] = {key: [K, C]}`` (``[1, C]`` for 'shared') initialised to ``init_value``,
-  the loss above (logged: ``sparsity``, the penalty), eval with the folded class-agnostic gates."""
+  the loss above (logged: ``sparsity``, the penalty), eval with the folded class-agnostic gates.
+  ``mask_lr``: the masks' constant learning rate (None: the training's schedule)."""
   keys = tuple(keys)
 
   def init_extra(rng, model, variables):
@@ -74,4 +75,4 @@ def mask_objective(keys: Sequence[str], num_classes: int, gating: str = "soft", 
   def eval_logits(model, variables, extra, images, mask):
     return gated_logits(model, variables, extra[MASKS], images, gating, mask)
 
-  return training.Objective(loss=loss, init_extra=init_extra, eval_logits=eval_logits)
+  return training.Objective(loss=loss, init_extra=init_extra, eval_logits=eval_logits, extra_lr=mask_lr)

@@ -52,6 +52,7 @@ class WhiteboxOptions(options_lib.Options):
   channel_multiple: int = 1
   sparsity: float = 0.01  # lambda of the L2 sparsity term, per masked layer
   mask_init: float = 1.0
+  mask_lr: float = 0.0  # the masks' own constant learning rate (0: mask_train's schedule, as published)
   masks_from: str = "scratch"
   mask_train: TrainOptions = MASK_TRAIN
   finetune: TrainOptions = FINETUNE
@@ -74,8 +75,10 @@ class WhiteboxOptions(options_lib.Options):
     for v in self.variants:
       check(v in VARIANTS, f"whitebox.variants: unknown variant {v!r}; known: {', '.join(VARIANTS)}")
     check(len(set(self.variants)) == len(self.variants), f"whitebox.variants repeats a name: {self.variants}")
-    check(self.masks_from in MASKS_FROM, f"whitebox.masks_from must be one of {MASKS_FROM}, got {self.masks_from!r}")
+    check(self.masks_from in MASKS_FROM,
+          f"whitebox.masks_from must be one of {MASKS_FROM}, got {self.masks_from!r}")
     check(self.channel_multiple >= 1, f"whitebox.channel_multiple must be >= 1, got {self.channel_multiple}")
+    check(self.mask_lr >= 0.0, f"whitebox.mask_lr must be >= 0, got {self.mask_lr}")
     check(self.sparsity >= 0.0, f"whitebox.sparsity must be >= 0, got {self.sparsity}")
     check(self.collapse_factor >= 0.0, f"whitebox.collapse_factor must be >= 0, got {self.collapse_factor}")
     check(self.latency_repeats >= 1, f"whitebox.latency_repeats must be >= 1, got {self.latency_repeats}")

@@ -92,7 +92,8 @@ def results(config, opts, keys: Sequence[str], base_metrics, base_costs, variant
 
 def headline(results: Mapping[str, Any]) -> Dict[str, Any]:
   out = {"base test accuracy": results["base_test_accuracy"], "MACs reduction target": results["target"],
-         "masks trained from": results["masks_from"], "CPU": results["cpu_model"], "time (s)": results["time_s"]}
+         "masks trained from": results["masks_from"], "CPU": results["cpu_model"],
+         "time (s)": results["time_s"]}
   out.update({f"check: {k}": v for k, v in results["checks"].items()})
   return out
 
@@ -118,13 +119,15 @@ def sections(results: Mapping[str, Any]) -> list:
   lat_rows = []
   for name, v in variants.items():
     for t in v["latency"]:
-      lat_rows.append({"method": LABELS[name], "batch": t["batch_size"], "unpruned (ms)": 1e3 * t["unpruned_s"],
-                       "pruned (ms)": 1e3 * t["sliced_s"], "speedup": t["speedup"],
-                       "FLOPs factor": v["flops_factor"], "speedup / FLOPs factor": t["speedup_over_flops_factor"]})
+      lat_rows.append({"method": LABELS[name], "batch": t["batch_size"],
+                       "unpruned (ms)": 1e3 * t["unpruned_s"], "pruned (ms)": 1e3 * t["sliced_s"],
+                       "speedup": t["speedup"], "FLOPs factor": v["flops_factor"],
+                       "speedup / FLOPs factor": t["speedup_over_flops_factor"]})
   if lat_rows:
     out.append((f"Forward latency, median (CPU: {results['cpu_model']})", reporting.markdown_table(lat_rows)))
   curve_rows = [{"method": LABELS[n], "target": p["target"], "MACs removed": p["reduction"],
-                 "accuracy (no fine-tuning)": p["accuracy"]} for n, pts in results["curves"].items() for p in pts]
+                 "accuracy (no fine-tuning)": p["accuracy"]}
+                for n, pts in results["curves"].items() for p in pts]
   if curve_rows:
     out.append(("Accuracy vs MACs removed before fine-tuning", reporting.markdown_table(curve_rows)))
   return out
@@ -163,8 +166,8 @@ def figures(workdir, graph, opts, keys, variants, curves, masks_of, base_metrics
     if pts:
       panel_series.append(plots.Series(f"{LABELS[n]}, no fine-tuning", [100 * p["reduction"] for p in pts],
                                        [p["accuracy"] for p in pts], color=COLORS[n], marker="."))
-    panel_series.append(plots.Series(f"{LABELS[n]}, fine-tuned", [100 * v["macs_reduction"]], [v["test_accuracy"]],
-                                     color=COLORS[n], marker="*"))
+    panel_series.append(plots.Series(f"{LABELS[n]}, fine-tuned", [100 * v["macs_reduction"]],
+                                     [v["test_accuracy"]], color=COLORS[n], marker="*"))
   plots.curves([plots.Panel(panel_series, xlabel="MACs removed (%)", ylabel="test accuracy (fraction)",
                             hlines=((base_metrics["test_accuracy"], "unpruned", "gray"),))],
                os.path.join(workdir, "accuracy_vs_flops.png"), panel_size=(7.0, 4.5))

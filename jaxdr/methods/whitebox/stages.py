@@ -55,13 +55,15 @@ def guard(evaluate: Evaluator, what: str, num_classes: int, collapse_factor: flo
 
 
 def train_masks(model, options: training.TrainOptions, source, keys: Sequence[str], *, num_classes: int,
-                gating: str, sparsity: float, init_value: float = 1.0, init_variables=None, seed: int = 0,
+                gating: str, sparsity: float, init_value: float = 1.0, mask_lr: Optional[float] = None,
+                init_variables=None, seed: int = 0,
                 workdir=None, evaluate: Optional[Callable[[Any, Any], Dict[str, float]]] = None,
                 name: str = "masks") -> training.FitResult:
   """Trains class-wise masks on ``keys`` jointly with the weights (`objective.mask_objective`)
-  from ``init_variables`` (None: the model's fresh initialisation). ``evaluate(variables,
-  masks)``. Returns the trainer's result (``extra['masks']``: {key: [K, C]})."""
-  objective = objective_lib.mask_objective(keys, num_classes, gating, sparsity, init_value)
+  from ``init_variables`` (None: the model's fresh initialisation), the masks at ``mask_lr``
+  (None: the schedule). ``evaluate(variables, masks)``. Returns the trainer's result
+  (``extra['masks']``: {key: [K, C]})."""
+  objective = objective_lib.mask_objective(keys, num_classes, gating, sparsity, init_value, mask_lr)
   wrapped = None if evaluate is None else (lambda v, extra: evaluate(v, extra[objective_lib.MASKS]))
   return training.fit(model, options, source, objective=objective, seed=seed, workdir=workdir,
                       init_variables=init_variables, evaluate=wrapped, name=name)
@@ -110,7 +112,8 @@ def prune(model, variables, scores: Mapping[str, Any], folds: Optional[Mapping[s
     raise AssertionError(f"surgery left gates {sorted(sliced.mask)} masked: the pruned model is not plain")
   diff = 0.0
   if probe is not None:
-    want = np.asarray(fold_lib.forward(model)(variables, probe, {k: jnp.asarray(g) for k, g in gates.items()}))
+    gated = {k: jnp.asarray(g) for k, g in gates.items()}
+    want = np.asarray(fold_lib.forward(model)(variables, probe, gated))
     got = np.asarray(fold_lib.forward(sliced.model)(sliced.variables, probe, {}))
     scale = max(1.0, float(np.max(np.abs(want))))
     diff = float(np.max(np.abs(want - got))) / scale

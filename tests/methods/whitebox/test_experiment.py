@@ -75,7 +75,8 @@ def test_run_prunes_every_variant_to_the_budget(tmp_path, tiny_data, base_model)
   report = (tmp_path / "report.md").read_text()
   assert "White-Box" in report and "L1-norm" in report and "Kept channels per layer" in report
   # A rerun resumes the finished trainings (masks, fine-tuning) and gives the same numbers.
-  again = whitebox.run(_config(variants=("whitebox",), curve_targets=()), str(tmp_path))["variants"]["whitebox"]
+  again = whitebox.run(_config(variants=("whitebox",), curve_targets=()), str(tmp_path))
+  again = again["variants"]["whitebox"]
   assert again["test_accuracy"] == out["variants"]["whitebox"]["test_accuracy"]
   assert again["vote"]["kept"] == out["variants"]["whitebox"]["vote"]["kept"]
 
@@ -85,8 +86,7 @@ def test_run_prunes_every_variant_to_the_budget(tmp_path, tiny_data, base_model)
     (dict(variants=("l2",)), "unknown variant"), (dict(target=0.95), "out of reach")])
 def test_bad_input_is_a_config_error(tmp_path, base_model, overrides, match):
   with pytest.raises(ConfigError, match=match):
-    whitebox.run(_config(**overrides, variants=("l1",)) if "variants" not in overrides else _config(**overrides),
-                 str(tmp_path))
+    whitebox.run(_config(**{"variants": ("l1",), **overrides}), str(tmp_path))
 
 
 def test_labels_outside_the_mask_rows_are_a_config_error(tmp_path, base_model):

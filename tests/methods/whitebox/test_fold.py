@@ -51,8 +51,8 @@ def test_a_negative_gate_behind_a_max_pool_is_reported_not_hidden():
   x = nets.images(model)
   exact = whitebox.fold.fold(model, variables, {"conv1": neg["conv1"]})
   assert exact.inexact == {}
-  np.testing.assert_allclose(_apply(model, exact.variables, x), _apply(model, variables, x, {"conv1": neg["conv1"]}),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(_apply(model, exact.variables, x),
+                             _apply(model, variables, x, {"conv1": neg["conv1"]}), rtol=1e-4, atol=1e-4)
   del graph
 
 
@@ -63,13 +63,14 @@ def test_scale_inputs_scales_every_consumer_including_dense_and_depthwise():
   out = whitebox.scale_inputs(graph, variables, {"stage2_block0/expand": v, "stage2_block0/dw": v})
   p, q = variables["params"]["stage2_block0"], out["params"]["stage2_block0"]
   np.testing.assert_allclose(q["dw"]["kernel"], np.asarray(p["dw"]["kernel"]) * v, rtol=1e-6)
-  np.testing.assert_allclose(q["project"]["kernel"], np.asarray(p["project"]["kernel"]) * v[:, None], rtol=1e-6)
+  np.testing.assert_allclose(q["project"]["kernel"], np.asarray(p["project"]["kernel"]) * v[:, None],
+                             rtol=1e-6)
   np.testing.assert_array_equal(q["expand"]["kernel"], p["expand"]["kernel"])  # producers untouched
   vgg, vgg_vars = nets.build("vgg")
   w = np.arange(1, 9, dtype=np.float32)
   dense = whitebox.scale_inputs(models.describe(vgg), vgg_vars, {"conv3": w})["params"]["classifier"]["dense"]
-  np.testing.assert_allclose(dense["kernel"], np.asarray(vgg_vars["params"]["classifier"]["dense"]["kernel"]) * w[:, None],
-                             rtol=1e-6)
+  original = np.asarray(vgg_vars["params"]["classifier"]["dense"]["kernel"])
+  np.testing.assert_allclose(dense["kernel"], original * w[:, None], rtol=1e-6)
 
 
 def test_surgery_carries_every_kept_weight_of_a_bottleneck_with_projections():

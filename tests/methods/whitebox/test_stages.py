@@ -17,8 +17,9 @@ def test_guard_stops_nan_and_collapsed_runs_with_one_line():
   with pytest.raises(whitebox.DivergedError, match="l1 fine-tuning diverged: test loss nan") as e:
     nan(None)
   assert isinstance(e.value, UserError) and "\n" not in str(e.value)
-  stuck = whitebox.guard(lambda v: {"test_loss": 2.3026, "test_accuracy": 0.1}, "whitebox fine-tuning", 10, 1.5)
-  with pytest.raises(whitebox.DivergedError, match=r"collapsed: test accuracy 0.1000 < 0.1500 .* loss 2.3026"):
+  stuck = whitebox.guard(lambda v: {"test_loss": 2.3026, "test_accuracy": 0.1}, "whitebox fine-tuning",
+                         10, 1.5)
+  with pytest.raises(whitebox.DivergedError, match=r"collapsed: test accuracy 0.1000 < 0.1500 .* 2.3026"):
     stuck(None)
   assert whitebox.guard(lambda v: {"test_loss": 2.3, "test_accuracy": 0.1}, "x", 10, 0.0)(None)  # 0: off
 
@@ -36,7 +37,8 @@ def test_finetuning_a_nan_network_stops_at_its_first_evaluation():
     return {"test_loss": float(np.mean(training.cross_entropy(logits, y))),
             "test_accuracy": float(np.mean(logits.argmax(-1) == y))}
 
-  opts = training.TrainOptions(batch_size=8, epochs=2, learning_rate=0.01, schedule="constant", weight_decay=0.0)
+  opts = training.TrainOptions(batch_size=8, epochs=2, learning_rate=0.01, schedule="constant",
+                               weight_decay=0.0)
   with pytest.raises(whitebox.DivergedError, match="diverged"):
     whitebox.finetune(model, variables, opts, source, evaluate=whitebox.guard(evaluate, "finetune", 4, 1.5))
 
@@ -57,7 +59,8 @@ def test_options():
   assert (opts.finetune.epochs, opts.finetune.milestones) == (300, (150, 225))
   for bad, match in [(dict(variants=("whitebox", "slim")), "unknown variant 'slim'"),
                      (dict(masks_from="imagenet"), "masks_from"), (dict(target=1.0), r"\(0, 1\)"),
-                     (dict(targte=0.5), "nearest: target"), (dict(mask_train=dict(epoch=3)), "mask_train.epoch")]:
+                     (dict(targte=0.5), "nearest: target"),
+                     (dict(mask_train=dict(epoch=3)), "mask_train.epoch")]:
     c = whitebox.WhiteboxOptions().to_config()
     with pytest.raises(ConfigError, match=match):
       whitebox.WhiteboxOptions.from_config({**c, **bad}, "whitebox")
