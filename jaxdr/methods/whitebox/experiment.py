@@ -44,13 +44,15 @@ def _check_labels(config) -> None:
 
 
 def _check_model(config, model) -> None:
-  """The base model takes the config's images and classes."""
+  """The base model is the config's: its images, classes and width."""
   ds = config.dataset
   want = dict(num_classes=int(ds.num_classes), image_size=int(ds.image_size),
               input_channels=int(ds.input_channels))
   got = {k: int(getattr(model, k)) for k in want}
   if got != want:
     raise ConfigError(f"the base model takes {got}, the config's dataset gives {want}")
+  if float(model.width) != float(config.model.width):  # the pruned model is saved with the config's width
+    raise ConfigError(f"the base model has width {model.width}, config.model.width is {config.model.width}")
 
 
 def _gates(opts, graph):
