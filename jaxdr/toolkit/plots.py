@@ -60,7 +60,7 @@ def heatmap(values: np.ndarray, path, *, row_labels: Sequence[str], col_labels: 
   values = np.asarray(values)
   fig, ax = plt.subplots(figsize=(max(4.0, cell[0] * values.shape[1] + 1.5),
                                   max(3.5, cell[1] * values.shape[0] + 1)))
-  im = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax)
+  im = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")  # cells of ``cell`` inches
   ax.set_xticks(range(len(col_labels)), col_labels, rotation=60 if cell[0] >= 0.4 else 90,
                 ha="right" if cell[0] >= 0.4 else "center", fontsize=None if cell[0] >= 0.4 else 6)
   ax.set_yticks(range(len(row_labels)), row_labels)
@@ -70,7 +70,7 @@ def heatmap(values: np.ndarray, path, *, row_labels: Sequence[str], col_labels: 
       for j in range(values.shape[1]):
         ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=6,
                 color="white" if values[i, j] < mid else "black")
-  fig.colorbar(im, ax=ax, label=colorbar_label)
+  fig.colorbar(im, ax=ax, label=colorbar_label, fraction=0.05, pad=0.02)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if title:

@@ -145,9 +145,9 @@ def figures(workdir, graph, opts, keys, variants, curves, masks_of, base_metrics
   gates = list(next(iter(variants.values()))["vote"]["channels"])
   series = {"unpruned": [graph.gate(k).channels for k in gates]}
   series.update({LABELS[n]: [v["vote"]["kept"][k] for k in gates] for n, v in variants.items()})
-  plots.bars(series, gates, os.path.join(workdir, "kept_channels.png"), xlabel="masked gate point",
+  plots.bars(series, gates, os.path.join(workdir, "kept_channels.png"), xlabel="masked gate point (layer)",
              ylabel="channels kept (count)", colors=["gray"] + [COLORS[n] for n in variants],
-             title=f"Channels kept per layer at {100 * opts.target:.0f}% fewer MACs")
+             title=f"Channels kept per layer, target {100 * opts.target:.0f}% of FLOPs removed")
   out.append("kept_channels.png")
   name = next((n for n in ("whitebox", "hard", "shared") if n in masks_of), None)
   if name is not None:
@@ -160,16 +160,18 @@ def figures(workdir, graph, opts, keys, variants, curves, masks_of, base_metrics
                   ylabel="class", colorbar_label="mask value M[class, channel]", annotate=False,
                   title=f"{LABELS[name]} class-wise mask of {key}", cell=(0.22, 0.4))
     out.append("class_mask_heatmap.png")
-  panel_series = []
+  panel_series = []  # FLOPs = 2 x MACs: the fraction removed is the same
   for n, v in variants.items():
     pts = curves.get(n) or []
     if pts:
       panel_series.append(plots.Series(f"{LABELS[n]}, no fine-tuning", [100 * p["reduction"] for p in pts],
-                                       [p["accuracy"] for p in pts], color=COLORS[n], marker="."))
+                                       [100 * p["accuracy"] for p in pts], color=COLORS[n], marker="."))
     panel_series.append(plots.Series(f"{LABELS[n]}, fine-tuned", [100 * v["macs_reduction"]],
-                                     [v["test_accuracy"]], color=COLORS[n], marker="*"))
-  plots.curves([plots.Panel(panel_series, xlabel="MACs removed (%)", ylabel="test accuracy (fraction)",
-                            hlines=((base_metrics["test_accuracy"], "unpruned", "gray"),))],
+                                     [100 * v["test_accuracy"]], color=COLORS[n], marker="*"))
+  plots.curves([plots.Panel(panel_series, xlabel="FLOPs removed (% of the unpruned model's)",
+                            ylabel="test accuracy (%)",
+                            title="Test accuracy vs FLOPs removed (dots: before fine-tuning)",
+                            hlines=((100 * base_metrics["test_accuracy"], "unpruned", "gray"),))],
                os.path.join(workdir, "accuracy_vs_flops.png"), panel_size=(7.0, 4.5))
   out.append("accuracy_vs_flops.png")
   return out
