@@ -1,11 +1,13 @@
 """The White-Box configs: the paper's targets, lambdas and schedules; on each paper model the masks
-sit where the published code puts them and the target is reachable (shapes only, no compile)."""
+sit where the published code puts them and the vote hits the paper's FLOPs target within one
+channel's MACs (exact physical counts; shapes only, no compile)."""
 import os
 import runpy
 
+import numpy as np
 import pytest
 
-from jaxdr import models, training
+from jaxdr import costs, models, training
 from jaxdr.methods import whitebox
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -38,6 +40,14 @@ def test_paper_settings(setting, target, sparsity, mask_epochs, ft_epochs, miles
   graph = models.describe(training.create_model(c))
   keys = whitebox.default_gates(graph)
   whitebox.check_reachable(graph, keys, target, opts.min_keep_fraction, opts.channel_multiple)
+  rng = np.random.default_rng(0)
+  v = whitebox.vote(graph, {k: rng.random(graph.gate(k).channels) for k in keys}, target,
+                    opts.min_keep_fraction, opts.channel_multiple)
+  before = int(costs.count(graph).macs)
+  after = int(costs.count(graph, v.mask(), mode="physical").macs)  # what surgery cuts
+  assert (v.macs_before, v.macs_after) == (before, after)
+  assert after <= (1 - target) * before < after + v.last_step_macs  # within the last channel's MACs
+  assert all(keep.sum() >= np.ceil(opts.min_keep_fraction * keep.size) for keep in v.keep.values())
   name = c.model.name
   if name == "vgg16":
     assert keys == tuple(f"conv{i}" for i in range(13))

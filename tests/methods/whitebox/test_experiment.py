@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 
 from jaxdr import checkpoints, costs, models, training
-from jaxdr.errors import ConfigError
+from jaxdr.errors import ConfigError, UserError
 from jaxdr.methods import whitebox
 from jaxdr.toolkit import base
 from tests import tiny_fashion
@@ -106,3 +106,14 @@ def test_main_reports_bad_input_in_one_line(tmp_path):
   errors = [l for l in proc.stderr.splitlines() if l.startswith("jaxdr: error:")]
   assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
   assert "whitebox.target" in errors[0] and "(0, 1)" in errors[0]
+
+
+def test_a_nan_run_stops_with_one_line_before_anything_is_cut(tmp_path, tiny_data, monkeypatch):
+  model = models.create("lenet5", num_classes=10, image_size=28, input_channels=1, width=0.4, conv_impl="xla")
+  variables = models.init(model, jax.random.PRNGKey(0))
+  variables = jax.tree_util.tree_map(lambda a: a * float("nan"), variables)  # a diverged base
+  monkeypatch.setattr(base, "load_or_train", lambda config, workdir: (model, variables))
+  with pytest.raises(whitebox.DivergedError, match="whitebox mask training diverged: test loss nan") as e:
+    whitebox.run(_config(variants=("whitebox", "l1"), collapse_factor=1.5), str(tmp_path))
+  assert isinstance(e.value, UserError) and "\n" not in str(e.value)  # main: one 'jaxdr: error:' line
+  assert not (tmp_path / "whitebox" / "pruned").exists() and not (tmp_path / "results.json").exists()
