@@ -156,7 +156,8 @@ def figures(workdir, graph, opts, keys, variants, curves, masks_of, base_metrics
     order = np.argsort(-np.abs(m.sum(axis=0)), kind="stable")
     rows = list(class_names) if m.shape[0] == len(class_names) else [f"mask {i}" for i in range(m.shape[0])]
     plots.heatmap(m[:, order], os.path.join(workdir, "class_mask_heatmap.png"), row_labels=rows,
-                  col_labels=[str(c) for c in order], xlabel="channel (by |sum over classes|, largest first)",
+                  col_labels=[str(c) for c in order],
+                  xlabel="channel index, sorted by the vote score |sum over classes| (largest first)",
                   ylabel="class", colorbar_label="mask value M[class, channel]", annotate=False,
                   title=f"{LABELS[name]} class-wise mask of {key}", cell=(0.22, 0.4))
     out.append("class_mask_heatmap.png")
