@@ -516,10 +516,11 @@ def get_or_train(config: ml_collections.ConfigDict, workdir) -> Tuple[nn.Module,
   """The trained model of ``config``: restored from ``config.pretrained`` when set, else
   trained (or resumed, or just loaded if finished) in ``workdir/train``."""
   pretrained = config.get("pretrained", "") or ""
+  conv_impl = config.model.get("conv_impl", "auto")  # a run option: model.json does not hold it
   if pretrained:
-    return checkpoints.load_model(pretrained)
+    return checkpoints.load_model(pretrained, conv_impl=conv_impl)
   train_dir = epath.Path(workdir) / "train"
   if checkpoints.has_model(train_dir / "model"):
-    return checkpoints.load_model(train_dir / "model")
+    return checkpoints.load_model(train_dir / "model", conv_impl=conv_impl)
   train_and_evaluate(config, train_dir)
-  return checkpoints.load_model(train_dir / "model")
+  return checkpoints.load_model(train_dir / "model", conv_impl=conv_impl)
