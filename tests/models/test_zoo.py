@@ -1,5 +1,7 @@
 """The model zoo: exact parameter counts, shapes on every input size, conv impls agree,
 and what `describe()` reports for MobileNetV2 / LeNet-5 / AlexNet."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,12 @@ def _variable_shapes(model):
 
 def _num_params(model):
   return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(_variable_shapes(model)["params"]))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, variables, x):
+  """models.apply compiled once (op by op, every op of a deep network compiles on its own)."""
+  return models.apply(model, variables, x)
 
 
 @pytest.mark.parametrize("name,kw,expected", [
@@ -54,9 +62,8 @@ def test_output_shapes_on_every_input_size(name):
     sizes.append((224, 3, 1000))
   for size, channels, classes in sizes:
     model = models.create(name, num_classes=classes, image_size=size, input_channels=channels)
-    shapes = _variable_shapes(model)
     x = jax.ShapeDtypeStruct((3, size, size, channels), jnp.float32)
-    out = jax.eval_shape(lambda v, x: models.apply(model, v, x), shapes, x)
+    out, _ = jax.eval_shape(lambda x: model.init_with_output(jax.random.PRNGKey(0), x), x)  # one trace
     assert out.shape == (3, classes), (name, size)
 
 
@@ -65,25 +72,29 @@ def test_every_model_runs_on_28x28x1(name, tiny, images):
   width = {"resnet18": 1 / 16, "resnet56": 0.25, "resnet110": 0.25, "resnet101": 1 / 16,
            "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25}
   model, variables = tiny(name, **({"width": width[name]} if name in width else {}))
-  logits = models.apply(model, variables, images(2))
+  logits = _apply(model, variables, images(2))
   assert logits.shape == (2, 10)
   assert np.all(np.isfinite(logits))
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_v2_cifar"])
-def test_conv_impls_agree(name, tiny, images):
-  """'xla', 'im2col' and 'auto' give the same logits (MobileNetV2's depthwise convs stay on XLA)."""
-  x = images(2, size=32, channels=3)
+@pytest.mark.parametrize("name,impls", [("vgg16", models.CONV_IMPLS), ("resnet20", ("xla", "auto", "native")),
+                                        ("mobilenet_v2_cifar", ("xla", "auto"))])
+def test_conv_impls_agree(name, impls, tiny, images):
+  """conv_impls give the same logits: VGG-16 every one (tiny maps: the dense and im2col
+  paths; 'native' takes the wider maps of a batch of 8 where its kernel loads), ResNet-20
+  the strided and 1x1 convs, MobileNetV2 its depthwise convs (which stay on XLA). Each
+  conv path is pinned against lax.conv in tests/ops."""
+  x = images(8, size=32, channels=3)
   width = {"mobilenet_v2_cifar": 0.25}.get(name, {})
   outs = []
-  for impl in ("xla", "im2col", "auto"):
+  for impl in impls:
     # Same seed and shapes: the same variables for every impl.
     model, variables = tiny(name, conv_impl=impl, **CIFAR10, **({"width": width} if width else {}))
-    outs.append(np.asarray(models.apply(model, variables, x)))
+    outs.append(np.asarray(_apply(model, variables, x)))
   scale = np.max(np.abs(outs[0]))
   assert scale > 0
-  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-4 * scale)
-  np.testing.assert_allclose(outs[2], outs[0], rtol=0, atol=1e-4 * scale)
+  for impl, out in zip(impls, outs):
+    np.testing.assert_allclose(out, outs[0], rtol=0, atol=1e-4 * scale, err_msg=impl)
 
 
 def test_make_divisible_matches_torchvision_rounding():
