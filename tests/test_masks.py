@@ -92,8 +92,9 @@ def test_candidate_mask_stack_vmapped_equals_loop(name, key, tiny, images):
   x = images(2)
   channels = models.describe(model).gate(key).channels
   candidates = 1.0 - jnp.eye(channels)  # [K=C, C]
-  stacked = jax.vmap(lambda m: models.apply(model, variables, x, {key: m}))(candidates)
-  looped = jnp.stack([models.apply(model, variables, x, {key: m}) for m in candidates])
+  one = lambda m: models.apply(model, variables, x, {key: m})  # noqa: E731
+  stacked = jax.jit(jax.vmap(one))(candidates)
+  looped = jnp.stack([jax.jit(one)(m) for m in candidates])  # one compile, K calls
   assert stacked.shape == (channels, 2, 10)
   np.testing.assert_allclose(stacked, looped, rtol=1e-5, atol=1e-5)
   assert not np.allclose(stacked[0], stacked[1])
@@ -140,7 +141,7 @@ def test_spaces_group_coupled_gate_points():
   assert by_space["stage1_block0/conv1"][0].removable_alone
 
 
-@pytest.mark.parametrize("name,lead", [("resnet20", ()), ("vgg16", (2,))])
+@pytest.mark.parametrize("name,lead", [("vgg16", (2,))])
 def test_cpu_fast_gate_gradient_equals_plain(name, lead, tiny, images):
   """'auto' models take gate gradients as tree sums on CPU (a custom VJP, inside the units:
   tests/models/test_layers.py); 'xla' models use plain autodiff. Shared [C] and per-example

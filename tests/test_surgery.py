@@ -120,8 +120,9 @@ def _check_sliced_equals_masked(name, seeds, soft, forward=True):
   for seed in seeds:
     mask = random_mask(graph, seed, soft=soft)
     small, small_vars, rest = surgery.slice_model(model, variables, mask)
-    want = jax.eval_shape(lambda: models.init(small, jax.random.PRNGKey(0)))
-    assert jax.tree.map(jnp.shape, small_vars) == jax.tree.map(jnp.shape, want)
+    if not forward:  # (with a forward, applying the small model checks its variables' shapes)
+      want = jax.eval_shape(lambda: models.init(small, jax.random.PRNGKey(0)))
+      assert jax.tree.map(jnp.shape, small_vars) == jax.tree.map(jnp.shape, want)
     assert costs.param_count(small_vars) < costs.param_count(variables)
     assert costs.param_count(small_vars) == costs.count(small).params
     reported = costs.count(model, mask, mode="physical")  # what physical mode promised
