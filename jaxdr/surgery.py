@@ -174,7 +174,7 @@ def _fold_constants(model, variables, mask, folded_layers) -> Dict[str, np.ndarr
                            tuple(m.scope.path) in paths, mutable=["intermediates"])
     return state["intermediates"]
 
-  inter = intermediates(variables, jax.device_put(dict(mask or {})))
+  inter = intermediates(variables, jax.device_put({k: np.asarray(v) for k, v in (mask or {}).items()}))
   return {k: np.asarray(_get(inter, k.split("/"))["__call__"][0])[0, 0, 0] for k in folded_layers}
 
 

@@ -128,6 +128,7 @@ def test_without_avx512_native_runs_as_auto_and_says_why_once(fresh_state, warni
                                                                 images):
   """A CPU without AVX-512 (the flag reader monkeypatched): the model still runs, equals XLA,
   and the reason is logged once."""
+  monkeypatch.setenv(native_conv.ENV_SWITCH, "1")
   monkeypatch.setattr(native_conv, "cpu_flags", lambda: ["model name : Some CPU", "flags : fpu sse2 avx2 fma"])
   monkeypatch.setattr(native_conv, "_build_and_register", lambda: pytest.fail("tried to build"))
   _assert_native_model_runs_as_xla(images)
@@ -155,6 +156,7 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_missing_compiler_is_a_reason_not_a_failure(fresh_state, warnings_logged, monkeypatch):
+  monkeypatch.setenv(native_conv.ENV_SWITCH, "1")
   monkeypatch.setenv("CXX", "no-such-compiler-jaxdr")
   monkeypatch.setattr(native_conv, "has_avx512", lambda: True)
   monkeypatch.setattr(native_conv.platform, "system", lambda: "Linux")
