@@ -14,7 +14,7 @@ ImageNet: batch 1024, lr 0.1 x batch / 256, 5 linear warm-up epochs (Goyal et al
 MNIST LeNet-5 (Caffe's lenet_solver): batch 64, lr 0.01, momentum 0.9, wd 5e-4, lr policy
   "inv" (gamma 1e-4, power 0.75), 10k iterations.
 
-Weight decay is L2 on conv / dense kernels added to the gradient (see jaxdr/train.py).
+Weight decay is L2 on conv / dense kernels added to the gradient (see jaxdr/training/optim.py).
 """
 import ml_collections
 

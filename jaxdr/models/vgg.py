@@ -4,6 +4,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdr import ops
 from jaxdr.models import layers
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -19,7 +20,7 @@ class VGG(layers.Backbone):
     src, i = None, 0
     for v in self.cfg:
       if v == "M":
-        x = layers.max_pool(x, 2, 2, "SAME")
+        x = ops.max_pool(x, 2, 2, "SAME")
         continue
       name = f"conv{i}"
       key = layers.child_key(self, name)
