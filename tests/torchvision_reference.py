@@ -203,11 +203,17 @@ class AlexNet(nn.Module):
 
 
 def randomize_(model, seed=0):
-  """Non-trivial eval-mode statistics: every BN gets random weight, bias, running mean and
-  variance (fresh modules have 1, 0, 0, 1), so the import of each is checked."""
+  """Seeded random weights at He scale (logits of order 1, where torch's default init shrinks
+  them through depth) and non-trivial eval-mode BN: random weight, bias, running mean and
+  variance (fresh modules have 1, 0, 0, 1), so the import of each is checked. Eval mode."""
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for m in model.modules():
+      if isinstance(m, (nn.Conv2d, nn.Linear)):
+        fan_in = m.weight[0].numel()
+        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+        if m.bias is not None:
+          m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
       if isinstance(m, nn.BatchNorm2d):
         c = m.num_features
         m.weight.copy_(torch.rand(c, generator=g) + 0.5)
@@ -215,4 +221,10 @@ def randomize_(model, seed=0):
         m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
         m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
         m.num_batches_tracked.fill_(7)
+    for m in model.modules():  # residual branches start small, or deep streams grow ~2x a block
+      last_bn = {BasicBlock: "bn2", Bottleneck: "bn3"}.get(type(m))
+      if last_bn:
+        getattr(m, last_bn).weight.mul_(0.2)
+      if isinstance(m, InvertedResidual) and m.use_res_connect:
+        m.conv[-1].weight.mul_(0.2)
   return model.eval()
