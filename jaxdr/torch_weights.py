@@ -7,12 +7,14 @@
 Architectures and the torchvision modules whose ``state_dict`` keys they read:
   * `vgg.TorchvisionVGG` (``vgg16_torchvision``, ``vgg16_bn_torchvision``): ``features.N``
     (conv, then its BN at N+1), ``classifier.0/3/6``;
-  * `resnet.ResNet` (``resnet18_torchvision``, ``resnet50``, ``resnet101``; CIFAR ResNets by the
-    same names): ``conv1``/``bn1``, ``layerS.B.convK``/``bnK``, ``layerS.B.downsample.0/1``, ``fc``;
-  * `mobilenet.MobileNetV2` (``mobilenet_v2``, ``mobilenet_v2_1.4``, ``mobilenet_v2_cifar``):
-    ``features.0.0/1``, ``features.I.conv.J[.0/1]``, ``features.18.0/1``, ``classifier.1``;
+  * `resnet.ResNet` (``resnet18_torchvision``, ``resnet50``, ``resnet101``): ``conv1``/``bn1``,
+    ``layerS.B.convK``/``bnK``, ``layerS.B.downsample.0/1``, ``fc``;
+  * `mobilenet.MobileNetV2` (``mobilenet_v2``, ``mobilenet_v2_1.4``): ``features.0.0/1``,
+    ``features.I.conv.J[.0/1]``, ``features.18.0/1``, ``classifier.1``;
   * `alexnet.AlexNet` (``alexnet``, ``alexnet_caffe``: the file's widths must match):
     ``features.0/3/6/8/10``, ``classifier.1/4/6``.
+(jaxdr's CIFAR ResNets and ``mobilenet_v2_cifar`` are read by the same rules; torchvision has no
+such models to check them against, so they are not in `IMPORTABLE`.)
 Conversions: conv weight OIHW -> kernel HWIO (a depthwise [C, 1, k, k] -> [k, k, 1, C]); linear
 weight [out, in] -> kernel [in, out]; a linear layer after a spatial map (VGG's and AlexNet's
 fc1) also has its rows reordered from torch's (C, H, W) flattening to jaxdr's (H, W, C); BN
@@ -111,9 +113,9 @@ def _alexnet_names(model: alexnet.AlexNet, graph) -> Dict[Tuple[str, ...], Tuple
 
 _LAYOUTS = ((vgg.TorchvisionVGG, _vgg_names), (resnet.ResNet, _resnet_names),
             (mobilenet.MobileNetV2, _mobilenet_names), (alexnet.AlexNet, _alexnet_names))
-# Zoo names whose torchvision layout is known (ResNets and MobileNetV2s by the same rules).
-IMPORTABLE = ("alexnet", "alexnet_caffe", "mobilenet_v2", "mobilenet_v2_1.4", "mobilenet_v2_cifar",
-              "resnet101", "resnet18_torchvision", "resnet50", "vgg16_bn_torchvision", "vgg16_torchvision")
+# Zoo models with a torchvision counterpart (tests/test_torch_import.py checks each).
+IMPORTABLE = ("alexnet", "alexnet_caffe", "mobilenet_v2", "mobilenet_v2_1.4", "resnet101",
+              "resnet18_torchvision", "resnet50", "vgg16_bn_torchvision", "vgg16_torchvision")
 
 
 def layout(model: nn.Module) -> List[Entry]:

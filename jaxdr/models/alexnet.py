@@ -52,9 +52,10 @@ class AlexNet(layers.Backbone):
   pools, adaptive average pool to 6x6, then dropout-fc1-ReLU-dropout-fc2-ReLU-fc3.
 
   61,100,840 params for 1000 classes (62,378,344 with ``conv_layers=CAFFE_FEATURES``), at
-  any image size (the adaptive pool fixes fc1's input at 6*6*C5). Dropout acts only when ``train=True`` and a 'dropout' rng is given
-  (``model.apply(..., rngs={'dropout': key})``); otherwise it is skipped, so the model
-  stays a pure function of its inputs. ``width`` scales the fc layers too.
+  any image size (the adaptive pool fixes fc1's input at 6*6*C5). Dropout acts only when
+  ``train=True`` and a 'dropout' rng is given (``model.apply(..., rngs={'dropout': key})``);
+  otherwise it is skipped, so the model stays a pure function of its inputs. ``width``
+  scales the fc layers too.
   """
   conv_layers: tuple = FEATURES  # (width, kernel, stride, padding, max-pool after) per conv
   hidden: int = 4096
