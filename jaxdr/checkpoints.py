@@ -2,6 +2,7 @@
 
     save_model(dir, "vgg16", {"num_classes": 10, "width": 0.25, ...}, variables)
     model, variables = load_model(dir, conv_impl="auto")
+    model, variables = load_pretrained(path, model_kwargs)   # a saved model, or a PyTorch .pth
 
 ``dir/model.json`` holds ``{"name": ..., "kwargs": {num_classes, image_size,
 input_channels, width, channels}}`` (``channels``: space -> width, what channel surgery
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdr import models, reporting
+from jaxdr import models, reporting, torch_weights
 from jaxdr.errors import UserError
 
 MODEL_FILE = "model.json"
@@ -108,3 +109,21 @@ def load_model(directory, conv_impl: str = "auto") -> Tuple[nn.Module, Dict[str,
     raise CheckpointError(f"checkpoint {directory / VARIABLES_DIR} does not match the model in "
                           f"{MODEL_FILE} (variable shapes differ)")
   return model, jax.tree.map(jnp.asarray, variables)
+
+
+def load_pretrained(path, model_kwargs: Mapping[str, Any], conv_impl: str = "auto"
+                    ) -> Tuple[nn.Module, Dict[str, Any]]:
+  """``(model, variables)`` for a config's ``pretrained`` entry.
+
+  ``path`` ending in ``.pth`` / ``.pt``: a PyTorch state_dict in torchvision's layout
+  (`jaxdr.torch_weights`; needs torch), imported into ``models.create(**model_kwargs)``
+  (``model_kwargs``: ``name`` plus constructor arguments, e.g. ``training.model_kwargs(config)``).
+  Anything else: a jaxdr saved model or workdir (`load_model` with ``conv_impl``;
+  ``model_kwargs`` unused, the saved model.json says what it is).
+  """
+  if str(path).endswith(torch_weights.PTH_SUFFIXES):
+    kwargs = dict(model_kwargs)
+    name = kwargs.pop("name")
+    model = models.create(name, **kwargs)
+    return model, torch_weights.load_pth(path, model)
+  return load_model(path, conv_impl=conv_impl)

@@ -18,6 +18,11 @@ TINY = {
     "mobilenet_v2": dict(width=0.25),
     "lenet5": dict(width=0.2),
     "alexnet": dict(width=1 / 16),
+    "vgg16_torchvision": dict(width=1 / 16),
+    "vgg16_bn_torchvision": dict(width=1 / 16),
+    "resnet18_torchvision": dict(width=1 / 16),
+    "alexnet_caffe": dict(width=1 / 16),
+    "convnet5": dict(width=0.25),
 }
 
 

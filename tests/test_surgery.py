@@ -22,6 +22,11 @@ TINY = {
     "mobilenet_v2": (dict(image_size=32, width=0.125), dict(head_width=64)),
     "mobilenet_v2_1.4": (dict(image_size=32, width=0.1), dict(head_width=64)),
     "mobilenet_v2_cifar": (dict(image_size=16, width=0.125), dict(head_width=64)),
+    "vgg16_torchvision": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "vgg16_bn_torchvision": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "resnet18_torchvision": (dict(image_size=32, width=0.125), {}),
+    "alexnet_caffe": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "convnet5": (dict(image_size=28, input_channels=1, width=0.25), {}),
 }
 # MobileNetV2 cut to 5 blocks (t=1 block, stride-2 and residual blocks): the depthwise
 # cases at a fraction of the compile time.
@@ -29,9 +34,12 @@ SHORT_MOBILENET = (dict(image_size=16, width=0.125),
                    dict(head_width=64, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2))))
 # Same code paths as a cheaper model above (more blocks / other widths and strides only):
 # resnet18 ~ resnet20, resnet56/110 ~ resnet20, resnet101 ~ resnet50, mobilenet_v2(_1.4) ~
-# mobilenet_v2_cifar. Their twins pin masked == sliced; for them the tests check what
-# surgery builds (widths, variables, costs) without compiling a forward.
-TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4"}
+# mobilenet_v2_cifar, vgg16_bn_torchvision ~ vgg16_torchvision (+ BN as vgg16),
+# resnet18_torchvision ~ resnet50 (ImageNet stem) + resnet20 (basic blocks), alexnet_caffe ~
+# alexnet. Their twins pin masked == sliced; for them the tests check what surgery builds
+# (widths, variables, costs) without compiling a forward.
+TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4",
+         "vgg16_bn_torchvision", "resnet18_torchvision", "alexnet_caffe"}
 
 
 def tiny(name):

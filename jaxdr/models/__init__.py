@@ -14,13 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxdr.models import alexnet, lenet, mobilenet, resnet, vgg
+from jaxdr.models import convnet  # DRNet Fig. 8's MNIST net
 from jaxdr.models.graph import Graph, Layer, describe  # noqa: F401
 from jaxdr.ops import CONV_IMPLS, native_conv  # noqa: F401
 
 _ARCHS: Dict[str, Callable[..., nn.Module]] = {
     "vgg16": lambda **kw: vgg.VGG(**kw),
+    "vgg16_torchvision": lambda **kw: vgg.TorchvisionVGG(**kw),
+    "vgg16_bn_torchvision": lambda **kw: vgg.TorchvisionVGG(batch_norm=True, **kw),
     "resnet18": lambda **kw: resnet.ResNet(stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512),
                                            stem_width=64, **kw),
+    "resnet18_torchvision": lambda **kw: resnet.ResNet(
+        stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512), stem_width=64, imagenet_stem=True, **kw),
     "resnet20": lambda **kw: resnet.ResNet(stage_sizes=(3, 3, 3), **kw),
     "resnet56": lambda **kw: resnet.ResNet(stage_sizes=(9, 9, 9), **kw),
     "resnet110": lambda **kw: resnet.ResNet(stage_sizes=(18, 18, 18), **kw),
@@ -34,6 +39,8 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
                                                              **kw),
     "lenet5": lambda **kw: lenet.LeNet5(**kw),
     "alexnet": lambda **kw: alexnet.AlexNet(**kw),
+    "alexnet_caffe": lambda **kw: alexnet.AlexNet(conv_layers=alexnet.CAFFE_FEATURES, **kw),
+    "convnet5": lambda **kw: convnet.ConvNet5(**kw),
 }
 
 
