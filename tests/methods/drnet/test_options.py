@@ -26,7 +26,8 @@ def test_unknown_keys_name_the_nearest_valid_ones():
 
 
 @pytest.mark.parametrize("field,value", [("stage", "train"), ("combine", "and"), ("run_sliced", "x"),
-                                         ("keep_fraction", 1.5), ("batch_size", 0)])
+                                         ("keep_fraction", 1.5), ("batch_size", 0), ("reset_civ", "zeros"),
+                                         ("baseline", "top5")])
 def test_bad_values_raise_config_errors(field, value):
   with pytest.raises(ConfigError, match=f"drnet.{field}"):
     drnet.DrnetOptions(**{field: value})
