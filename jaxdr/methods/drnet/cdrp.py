@@ -13,10 +13,10 @@ autodiff would give 1 (`l1_norm`).
 (``on_top1_change``); iterates 0..steps are the gates before each step and after the last
 one (iterate 0 is the all-ones start, whose top-1 is the original one):
 
+  'best'   (default) the CDRP authors' released code (``get_critical_path`` in their
+           cdrp-detect repository): the lowest-loss iterate among those whose top-1 is
+           unchanged (their loop scores iterates 0..steps-1; here the last one competes too);
   'reset'  the paper's text: the last iterate, or all ones if its top-1 changed;
-  'best'   the CDRP authors' released code (``get_critical_path`` in their cdrp-detect
-           repository): the lowest-loss iterate among those whose top-1 is unchanged
-           (their loop also scores iterates 0..steps-1 only; here the last one competes too);
   'last'   the latest iterate whose top-1 is unchanged.
 
 The whole batch is fitted at once inside one ``jit`` (``loop='scan'`` with ``unroll``, or
@@ -58,9 +58,9 @@ class CdrpOptions(options_lib.Options):
   gamma: float = 0.05  # loss KL + gamma * L1
   clip_min: float = 0.0
   clip_max: float = 10.0
-  # 'reset' (to all ones; the paper's text) | 'best' (lowest-loss iterate with unchanged top-1;
-  # the CDRP authors' code) | 'last' (latest iterate with unchanged top-1); module docstring.
-  on_top1_change: str = "reset"
+  # 'best' (lowest-loss iterate with unchanged top-1: the CDRP authors' code, the default) |
+  # 'reset' (to all ones: the paper's text) | 'last' (latest iterate with unchanged top-1).
+  on_top1_change: str = "best"
   loop: str = "scan"  # 'scan' | 'fori' | 'python'
   unroll: int = 1
 

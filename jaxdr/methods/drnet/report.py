@@ -102,7 +102,8 @@ def report_sections(full_row: dict, named: List[dict], randoms: List[dict], summ
       r["Avg Sliced Param. / FLOPs"] = f"{_pct(s['physical_params'])} / {_pct(s['physical_flops'])}"
     avg.append(r)
   sections.append(("Random sub-tasks, averages (cf. DRNet Tables 4-5)", reporting.markdown_table(avg)))
-  table6 = [{"sub-tasks": f"{s['count']} random {size}-class", "Max Acc. Promotion": _signed_pct(s["max_accuracy_change"]),
+  table6 = [{"sub-tasks": f"{s['count']} random {size}-class",
+             "Max Acc. Promotion": _signed_pct(s["max_accuracy_change"]),
              "Avg Acc. Promotion": _signed_pct(s["mean_accuracy_change"]),
              "Min Acc. Promotion": _signed_pct(s["min_accuracy_change"])} for size, s in summary.items()]
   sections.append(("Accuracy change over the random sub-tasks (cf. DRNet Table 6)",
@@ -117,7 +118,8 @@ def report_sections(full_row: dict, named: List[dict], randoms: List[dict], summ
 def _resets_section(dissection: dict) -> str:
   rows = []
   for c in dissection["classes"]:
-    r = {"class": c["name"], "images": c["images"], "reset (all-ones gates)": f"{c['resets']} ({_pct(c['reset_rate'])})",
+    r = {"class": c["name"], "images": c["images"],
+         "reset (all-ones gates)": f"{c['resets']} ({_pct(c['reset_rate'])})",
          "top-1 changed at the last iterate": f"{c['changed']} ({_pct(c['changed_rate'])})"}
     if c["own_channels"] is not None:
       r[f"channels with CIV >= union_thr {dissection['union_thr']:g}"] = _pct(c["own_channels"])
@@ -152,10 +154,11 @@ def draw_figures(workdir: epath.Path, sim: np.ndarray, class_names, named: Seque
     if not group:
       continue
     name = f"subtask_accuracy_{size}class.png"
-    plots.bars({f"full network ({BASELINE_NAMES[baseline]})": [100 * r["full_accuracy"] for r in group],
-                "sub-network (sub-task softmax)": [100 * r["sub_accuracy"] for r in group]},
+    full, sub = [100 * r["full_accuracy"] for r in group], [100 * r["sub_accuracy"] for r in group]
+    bottom = max(0.0, 5.0 * np.floor(min(full + sub) / 5.0) - 5.0)  # zoom in: the bars differ by points
+    plots.bars({f"full network\n({BASELINE_NAMES[baseline]})": full, "sub-network\n(sub-task softmax)": sub},
                [r["name"] for r in group], workdir / name, xlabel=f"random {size}-class sub-task",
                ylabel="test accuracy (%)", title=f"Accuracy per {size}-class sub-task (cf. DRNet Figure {fig})",
-               colors=("tab:blue", "tab:orange"))
+               colors=("tab:blue", "tab:orange"), ylim=(bottom, 100.5), legend_outside=True)
     figures.append(name)
   return figures

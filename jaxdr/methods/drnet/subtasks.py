@@ -9,6 +9,11 @@ masked)::
     logits = runner.logits(images, mask, classes)                   # [N, K], -inf off the task
     sliced = runner.slice(mask); runner.sliced_logits(sliced, images, classes)
     rec = evaluate_subtask(runner, civ, classes, test_x, test_y, full_logits, options)
+
+A record's ``full_accuracy`` is the unmasked network's under ``options.baseline``
+(`baseline_accuracies`: the sub-task softmax, or the argmax over all classes as DRNet's
+ImageNet promotion is measured); ``accuracy_change`` = sub-network minus that (Table 6,
+`accuracy_change_stats`).
 """
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_update_rule_sgd_momentum_kl_plus_l1():
   image = _images(1)
   gamma, lr, mu = 0.05, 0.1, 0.9
   # Step 1 starts at lambda = 1, where the KL gradient vanishes: lambda = 1 - lr * gamma.
-  one, _ = cdrp.fit_gates(model, variables, image, cdrp.CdrpOptions(steps=1))
+  one, _ = cdrp.fit_gates(model, variables, image, cdrp.CdrpOptions(steps=1, on_top1_change="reset"))
   for g in one.values():
     np.testing.assert_allclose(g, 1 - lr * gamma, atol=1e-6)
   # Step 2 by hand: v2 = g2 + mu * v1, lambda2 = clip(lambda1 - lr * v2).
@@ -73,7 +73,7 @@ def test_update_rule_sgd_momentum_kl_plus_l1():
   lam1 = {k: v[0] for k, v in one.items()}
   g1 = {k: jnp.full_like(v, gamma) for k, v in lam1.items()}
   g2 = jax.grad(loss)(lam1)
-  two, _ = cdrp.fit_gates(model, variables, image, cdrp.CdrpOptions(steps=2))
+  two, _ = cdrp.fit_gates(model, variables, image, cdrp.CdrpOptions(steps=2, on_top1_change="reset"))
   for k in lam1:
     want = jnp.clip(lam1[k] - lr * (g2[k] + mu * g1[k]), 0.0, 10.0)
     np.testing.assert_allclose(two[k][0], want, atol=1e-6)

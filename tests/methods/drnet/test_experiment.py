@@ -63,7 +63,7 @@ def test_run_writes_results_in_the_documented_schema(tmp_path, fake):
     assert s["min_accuracy_change"] <= s["mean_accuracy_change"] <= s["max_accuracy_change"]
     assert set(s["layer_running_channels"]) == {"conv0", "conv1"}
   per_class = results["dissection"]["classes"]
-  assert [c["images"] for c in per_class] == [2] * 10 and results["dissection"]["on_top1_change"] == "reset"
+  assert [c["images"] for c in per_class] == [2] * 10 and results["dissection"]["on_top1_change"] == "best"
   assert results["reset_rate"] == pytest.approx(sum(c["resets"] for c in per_class) / 20)
   assert all(c["own_channels"] is None for c in per_class)  # a keep fraction sets the threshold
   # A rerun resumes the finished dissection (no CDRP fit) and gives the same numbers.

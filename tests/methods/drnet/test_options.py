@@ -9,9 +9,10 @@ from jaxdr.methods import drnet
 def test_round_trip_and_nested_cdrp():
   c = drnet.DrnetOptions().to_config()
   c.keep_fraction = 0.5
-  c.cdrp.on_top1_change = "best"
+  assert c.cdrp.on_top1_change == "best"  # the CDRP authors' code
+  c.cdrp.on_top1_change = "reset"
   opts = drnet.DrnetOptions.from_config(c, "drnet")
-  assert opts.keep_fraction == 0.5 and opts.cdrp == drnet.CdrpOptions(on_top1_change="best")
+  assert opts.keep_fraction == 0.5 and opts.cdrp == drnet.CdrpOptions(on_top1_change="reset")
   assert drnet.DrnetOptions.from_config(drnet.DrnetOptions().to_config()) == drnet.DrnetOptions()
   assert opts.threshold == opts.union_thr and opts.replace(combine="xor").threshold == opts.xor_thr
 

@@ -107,9 +107,14 @@ def test_evaluate_subtask_uses_the_chosen_baseline(tiny_drnet, random_civ):
   model, variables = tiny_drnet("tiny_vgg_drnet", num_classes=4)
   civ = random_civ(model, 4)
   images = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (40, 8, 8, 1)))
-  labels = np.arange(40) % 4
   runner = drnet.SubtaskRunner(model, variables, batch_size=16)
   full_logits = runner.logits(images)
+  # Labels where the two baselines differ: an image the 4-way argmax puts outside (0, 2) is
+  # labelled with its sub-task argmax (right under the sub-task softmax, wrong under the full).
+  outside = ~np.isin(np.argmax(full_logits, -1), (0, 2))
+  assert outside.any(), "the random net should put some images outside the sub-task"
+  sub_pred = np.where(np.arange(4) % 2 == 0, full_logits, -np.inf).argmax(-1)
+  labels = np.where(outside, sub_pred, np.arange(40) % 4)
   keep = np.isin(labels, (0, 2))
   want = drnet.baseline_accuracies(full_logits[keep], labels[keep], (0, 2))
   assert want["subtask_softmax"] != want["full_softmax"], "the random net should err outside the sub-task"
