@@ -12,9 +12,6 @@ from jaxdr import data, models, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
-# Architectures the DRNet configs name that the `torchimport` branch adds to the zoo (torchvision's
-# VGG-16, DRNet Fig. 8's ConvNet): drop this once both branches are merged.
-FROM_TORCHIMPORT = {"vgg16_torchvision", "convnet5"}
 
 
 def _load(path):
@@ -57,7 +54,7 @@ def test_config_validates(path, arg):
     if options:
       getattr(method, options).from_config(config[config.method], config.method)
   if "model" in config:
-    assert config.model.name in models.names() or config.model.name in FROM_TORCHIMPORT, config.model.name
+    assert config.model.name in models.names(), config.model.name
   if "dataset" in config:
     ds = data.info(config.dataset.name)
     assert (config.dataset.num_classes, config.dataset.input_channels) == (ds.num_classes, ds.channels)
