@@ -156,7 +156,8 @@ def draw_figures(workdir: epath.Path, sim: np.ndarray, class_names, named: Seque
     name = f"subtask_accuracy_{size}class.png"
     full, sub = [100 * r["full_accuracy"] for r in group], [100 * r["sub_accuracy"] for r in group]
     bottom = max(0.0, 5.0 * np.floor(min(full + sub) / 5.0) - 5.0)  # zoom in: the bars differ by points
-    plots.bars({f"full network\n({BASELINE_NAMES[baseline]})": full, "sub-network\n(sub-task softmax)": sub},
+    plots.bars({f"Full-Net\n({BASELINE_NAMES[baseline]})": full,
+                "Sub-Net\n(CCIV-masked network, sub-task softmax)": sub},
                [r["name"] for r in group], workdir / name, xlabel=f"random {size}-class sub-task",
                ylabel="test accuracy (%)", title=f"Accuracy per {size}-class sub-task (cf. DRNet Figure {fig})",
                colors=("tab:blue", "tab:orange"), ylim=(bottom, 100.5), legend_outside=True)
