@@ -13,6 +13,9 @@ A *reset* image keeps the all-ones start gates because its top-1 changed (`cdrp`
 control gates vector to 1", then the class mean), so one reset adds 1/N to every channel of
 its class; 'exclude' leaves them out of the class mean (a class whose images were all reset
 keeps all ones). Both come from the same saved state: the sums hold non-reset images only.
+Under 'best' / 'last' an image whose top-1 changed keeps an earlier iterate; when that is an
+early one its gates are still near 1 and it adds about 1/N to every channel like a reset,
+but it is not a reset (it counts in ``changed`` only) and 'exclude' keeps it.
 
 The per-class partial sums and counts are a `toolkit.state.MethodState` in ``directory``:
 saved with orbax every ``save_every`` batches, so an interrupted dissection resumes after the

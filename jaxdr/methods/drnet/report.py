@@ -129,7 +129,9 @@ def _resets_section(dissection: dict) -> str:
   head = (f"`drnet.cdrp.on_top1_change={dissection['on_top1_change']}`, `drnet.reset_civ={dissection['reset_civ']}`: "
           f"{_pct(dissection['reset_rate'])} of the {dissection['images']} dissection images kept the all-ones "
           f"start gates, the last CDRP iterate changed top-1 for {_pct(dissection['changed_rate'])}. Under "
-          "'ones' a reset adds 1/N to every channel of its class's CIV.\n\n")
+          "'ones' a reset adds 1/N to every channel of its class's CIV; under 'best' / 'last' an image whose "
+          "top-1 changed keeps an earlier iterate, which can be an early one with gates near 1 (not counted "
+          "as a reset).\n\n")
   return head + reporting.markdown_table(rows, max((list(r) for r in rows), key=len) if rows else None)
 
 
