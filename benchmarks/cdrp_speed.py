@@ -195,7 +195,7 @@ def main():
   net = torch_vgg(model, variables)
   x_t = torch.from_numpy(np.asarray(images).transpose(0, 3, 1, 2).copy())
   logit_diff = float(np.max(np.abs(net(x_t).detach().numpy() - np.asarray(models.apply(model, variables, images)))))
-  base = cdrp.CdrpOptions(steps=args.steps)
+  base = cdrp.CdrpOptions(steps=args.steps, on_top1_change="reset")  # what the PyTorch reference does
   n1 = args.one_image_count
 
   # Every variant runs once per round, rounds alternate: load bursts from other jobs on the
@@ -204,7 +204,7 @@ def main():
   batched_names = []
   for spec in args.loops.split(","):
     loop, unroll = spec.split(":")
-    opts = cdrp.CdrpOptions(steps=args.steps, loop=loop, unroll=int(unroll))
+    opts = cdrp.CdrpOptions(steps=args.steps, loop=loop, unroll=int(unroll), on_top1_change="reset")
     one_opts = one_opts if batched_names else opts  # one image at a time: the first loop spec
     fit, compile_s = compile_jax(model, variables, images, opts)
     name = f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})"

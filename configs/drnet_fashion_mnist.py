@@ -39,9 +39,10 @@ def get_config(variant="lenet5"):
     c.method = "drnet"
     d = c.drnet = DrnetOptions().to_config()
     d.keep_fraction = 0.5
-    # Every image whose top-1 flipped had its gates reset to ones, so with eps 0 every CIV
-    # entry is non-zero and Formula 5 gives IoU ~1 everywhere; count a channel as important
-    # where its CIV reaches the default union threshold instead.
+    # A class mean of 100 images' gates is almost never exactly 0 (one image with the channel
+    # open suffices; under on_top1_change='reset' a reset image adds 1/100 everywhere), so with
+    # eps 0 Formula 5 gives IoU ~1 everywhere; count a channel as important where its CIV
+    # reaches the default union threshold instead.
     d.similarity_eps = d.union_thr
   d.named_subtasks = (("T-shirt/top", "Shirt"), ("Trouser", "Bag"), ("Sneaker", "Ankle boot"),
                       ("Pullover", "Coat", "Shirt"), ("Trouser", "Sandal", "Bag"))

@@ -1,4 +1,9 @@
-"""DRNet paper setting: VGG-16 on ImageNet, > 90% of channels kept (section 4.5; see configs/drnet_paper.py)."""
+"""DRNet paper setting: torchvision's pretrained VGG-16 on ImageNet, > 90% of channels kept, promotion over
+the 1000-way network (section 4.5, Table 6, Figs. 5-6; see configs/drnet_paper.py).
+
+    python -m jaxdr.main --config=configs/drnet_vgg16_imagenet.py --workdir=DIR \
+        --config.pretrained=path/to/vgg16-397923af.pth --config.dataset.data_dir=TFDS_DIR
+"""
 import os
 import runpy
 

@@ -29,8 +29,11 @@ def _pyplot():
 
 
 def bars(series: Mapping[str, Sequence[float]], labels: Sequence[str], path, *, xlabel: str,
-         ylabel: str, title: str = "", colors: Optional[Sequence[str]] = None):
-  """Grouped bars: one group per label (x), one bar per series (``{legend name: [len(labels)]}``)."""
+         ylabel: str, title: str = "", colors: Optional[Sequence[str]] = None,
+         ylim: Optional[Tuple[float, float]] = None, legend_outside: bool = False):
+  """Grouped bars: one group per label (x), one bar per series (``{legend name: [len(labels)]}``);
+  ``ylim`` (bottom, top) zooms in on close values, ``legend_outside`` puts the legend right of
+  the axes (for bars that fill them)."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels)), 3.5))
   pos = np.arange(len(labels))
@@ -43,10 +46,12 @@ def bars(series: Mapping[str, Sequence[float]], labels: Sequence[str], path, *, 
                 fontsize=7 if many else None)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
   if title:
     ax.set_title(title)
   if len(series) > 1:
-    ax.legend()
+    ax.legend(**(dict(loc="upper left", bbox_to_anchor=(1.01, 1.0)) if legend_outside else {}))
   return reporting.save_figure(fig, path)
 
 

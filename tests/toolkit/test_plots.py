@@ -40,3 +40,9 @@ def test_each_figure_is_written_with_labelled_axes(tmp_path, labels):
   assert heat[0] == ("class", "class") and heat[1][1] == "IoU (fraction)"  # the colour bar's label
   assert curves == [("filters kept (count)", "test accuracy (fraction)")] * 2
   assert hist == [("gate value", "channels (count)")]
+
+
+def test_bars_zoom_and_outside_legend(tmp_path, labels):
+  plots.bars({"full": [99.5, 97.0], "sub": [99.0, 96.0]}, ["a-b", "c-d"], tmp_path / "acc.png",
+             xlabel="sub-task", ylabel="test accuracy (%)", ylim=(90, 100.5), legend_outside=True)
+  assert (tmp_path / "acc.png").stat().st_size > 1000 and labels == [[("sub-task", "test accuracy (%)")]]

@@ -5,11 +5,19 @@ initialised to 1 and fitted for ``steps`` steps of SGD with momentum on
 
     KL(f(x) || f(x; lambda)) + gamma * ||lambda||_1,
 
-clipping the gates to ``[clip_min, clip_max]`` after each step. If the gated network's
-top-1 prediction no longer equals the original one, the image's gates become all ones
-(``on_top1_change='reset'``) or the lowest-loss gates among the steps whose top-1 was
-unchanged (``'best'``, as the CDRP authors' code does; the all-ones start always
-qualifies, with loss ``gamma * num_channels``).
+clipping the gates to ``[clip_min, clip_max]`` after each step. The L1 term's gradient is
+``gamma * sign(lambda)`` (DRNet Formula 2): 0 at a gate that sits at 0, where ``jnp.abs``'s
+autodiff would give 1 (`l1_norm`).
+
+"Always maintain the top-1 prediction" (section 4.1) has three readings
+(``on_top1_change``); iterates 0..steps are the gates before each step and after the last
+one (iterate 0 is the all-ones start, whose top-1 is the original one):
+
+  'best'   (default) the CDRP authors' released code (``get_critical_path`` in their
+           cdrp-detect repository): the lowest-loss iterate among those whose top-1 is
+           unchanged (their loop scores iterates 0..steps-1; here the last one competes too);
+  'reset'  the paper's text: the last iterate, or all ones if its top-1 changed;
+  'last'   the latest iterate whose top-1 is unchanged.
 
 The whole batch is fitted at once inside one ``jit`` (``loop='scan'`` with ``unroll``, or
 ``'fori'``; ``loop='python'`` drives a jitted step from Python). Each step evaluates the
@@ -37,7 +45,7 @@ from jaxdr import models
 from jaxdr import options as options_lib
 
 LOOPS = ("scan", "fori", "python")
-ON_TOP1_CHANGE = ("reset", "best")
+ON_TOP1_CHANGE = ("reset", "best", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +58,9 @@ class CdrpOptions(options_lib.Options):
   gamma: float = 0.05  # loss KL + gamma * L1
   clip_min: float = 0.0
   clip_max: float = 10.0
-  on_top1_change: str = "reset"  # 'reset' (to all ones) | 'best' (lowest-loss unchanged-top-1 gates)
+  # 'best' (lowest-loss iterate with unchanged top-1: the CDRP authors' code, the default) |
+  # 'reset' (to all ones: the paper's text) | 'last' (latest iterate with unchanged top-1).
+  on_top1_change: str = "best"
   loop: str = "scan"  # 'scan' | 'fori' | 'python'
   unroll: int = 1
 
@@ -67,15 +77,26 @@ class CdrpOptions(options_lib.Options):
 
 @dataclasses.dataclass
 class _State:
-  """Per-example optimisation state (a pytree; every leaf gets a leading batch axis)."""
+  """Per-example optimisation state (a pytree; every leaf gets a leading batch axis):
+  the current gates (iterate ``step``), their optimiser state, and the iterate kept as the
+  fallback by 'best' / 'last' (its gates, loss and iterate index)."""
   gates: Dict[str, jnp.ndarray]
   opt_state: Any
-  best_gates: Dict[str, jnp.ndarray]
-  best_loss: jnp.ndarray
+  kept_gates: Dict[str, jnp.ndarray]
+  kept_loss: jnp.ndarray
+  kept_step: jnp.ndarray
+  step: jnp.ndarray
 
 
-jax.tree_util.register_dataclass(_State, data_fields=["gates", "opt_state", "best_gates", "best_loss"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(
+    _State, data_fields=["gates", "opt_state", "kept_gates", "kept_loss", "kept_step", "step"], meta_fields=[])
+
+
+def l1_norm(gates: jnp.ndarray) -> jnp.ndarray:
+  """``sum(|gates|)`` over the last axis ([..., C] -> [...]) whose gradient is ``sign(gates)``
+  (DRNet Formula 2), so 0 at a gate at 0; ``jnp.abs``'s autodiff gives 1 there, which pushes a
+  closed gate further down (and into the momentum) at every step."""
+  return jnp.sum(gates * jax.lax.stop_gradient(jnp.sign(gates)), axis=-1)
 
 
 def _optimizer(options: CdrpOptions) -> optax.GradientTransformation:
@@ -89,7 +110,7 @@ def _batch_loss_fn(model, variables, options: CdrpOptions):
     logits = models.apply(model, variables, images, gates)
     logp = jax.nn.log_softmax(logits)
     kl = jnp.sum(jnp.exp(target_logp) * (target_logp - logp), axis=-1)
-    l1 = sum(jnp.sum(jnp.abs(g), axis=-1) for g in jax.tree_util.tree_leaves(gates))
+    l1 = sum(l1_norm(g) for g in jax.tree_util.tree_leaves(gates))
     return kl + options.gamma * l1, logits
   return loss
 
@@ -111,45 +132,59 @@ def _loss_and_grads(model, variables, options: CdrpOptions, gates, images, targe
 def make_fitter(model, options: CdrpOptions = CdrpOptions()) -> Callable:
   """Returns ``fit(variables, images [B, H, W, C]) -> (gates {key: [B, C]}, info)``.
 
-  ``info``: ``loss`` [B] (loss of the returned gates' last evaluation), ``changed`` [B]
-  (the final gates changed top-1, so the fallback was used), ``target`` [B] (original top-1).
+  ``info`` (each [B]): ``loss`` (of the returned gates), ``changed`` (the last iterate's top-1
+  differs from the original one, so ``on_top1_change`` picked the returned gates),
+  ``step`` (the iterate returned, 0..steps; 0 is the all-ones start), ``reset`` (the image
+  keeps the all-ones start although it was fitted: ``step == 0`` with ``steps > 0``; under
+  'reset' exactly ``changed``) and ``target`` (original top-1).
   Cached per (model, options), so every caller shares the compiled function.
   """
   graph = models.describe(model)
   tx = _optimizer(options)
+  start_loss = options.gamma * sum(g.channels for g in graph.gates)  # KL 0 at all ones
+  mode = options.on_top1_change
 
   def init_one(target_logp):
     del target_logp
     gates = {g.key: jnp.ones((g.channels,), jnp.float32) for g in graph.gates}
-    n = sum(g.channels for g in graph.gates)
-    return _State(gates=gates, opt_state=tx.init(gates), best_gates=gates,
-                  best_loss=jnp.asarray(options.gamma * n, jnp.float32))
+    zero = jnp.zeros((), jnp.int32)
+    return _State(gates=gates, opt_state=tx.init(gates), kept_gates=gates,
+                  kept_loss=jnp.asarray(start_loss, jnp.float32), kept_step=zero, step=zero)
+
+  def keeps(state: _State, value, unchanged):
+    """Whether the evaluated iterate replaces the kept fallback ('best' / 'last')."""
+    if mode == "best":
+      return unchanged & (value < state.kept_loss)
+    if mode == "last":
+      return unchanged
+    return jnp.zeros((), bool)  # 'reset' falls back to all ones, no bookkeeping
 
   def update_one(state: _State, value, logits, grads, target_logp):
-    """One image's optimiser step, given its loss, logits and gate gradients."""
-    unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
-    better = unchanged & (value < state.best_loss)
-    best_gates = jax.tree_util.tree_map(lambda g, b: jnp.where(better, g, b), state.gates, state.best_gates)
-    best_loss = jnp.where(better, value, state.best_loss)
+    """One image's optimiser step, given its loss, logits and gate gradients (of iterate ``step``)."""
+    keep = keeps(state, value, jnp.argmax(logits) == jnp.argmax(target_logp))
+    pick = lambda new, old: jnp.where(keep, new, old)  # noqa: E731
     updates, opt_state = tx.update(grads, state.opt_state, state.gates)
     gates = optax.apply_updates(state.gates, updates)
     gates = jax.tree_util.tree_map(lambda g: jnp.clip(g, options.clip_min, options.clip_max), gates)
-    return _State(gates=gates, opt_state=opt_state, best_gates=best_gates, best_loss=best_loss)
+    return _State(gates=gates, opt_state=opt_state,
+                  kept_gates=jax.tree_util.tree_map(pick, state.gates, state.kept_gates),
+                  kept_loss=pick(value, state.kept_loss), kept_step=pick(state.step, state.kept_step),
+                  step=state.step + 1)
 
   def choose_one(state: _State, value, logits, target_logp):
-    """One image's final gates: the fitted ones, or the fallback if top-1 changed."""
+    """One image's returned gates: the last iterate, or the fallback of ``on_top1_change``."""
     unchanged = jnp.argmax(logits) == jnp.argmax(target_logp)
-    if options.on_top1_change == "best":
-      better = unchanged & (value < state.best_loss)
-      fallback = state.best_gates
-      value = jnp.where(better, value, state.best_loss)
-      use = better
-    else:
-      fallback = jax.tree_util.tree_map(jnp.ones_like, state.gates)
+    if mode == "reset":
       use = unchanged
-      value = jnp.where(unchanged, value, options.gamma * sum(g.channels for g in graph.gates))
+      fallback = jax.tree_util.tree_map(jnp.ones_like, state.gates)
+      fallback_loss, fallback_step = jnp.asarray(start_loss, jnp.float32), jnp.zeros((), jnp.int32)
+    else:
+      use = keeps(state, value, unchanged)
+      fallback, fallback_loss, fallback_step = state.kept_gates, state.kept_loss, state.kept_step
     gates = jax.tree_util.tree_map(lambda g, f: jnp.where(use, g, f), state.gates, fallback)
-    return gates, dict(loss=value, changed=~unchanged)
+    step = jnp.where(use, state.step, fallback_step)
+    return gates, dict(loss=jnp.where(use, value, fallback_loss), changed=~unchanged, step=step,
+                       reset=(step == 0) & (options.steps > 0))
 
   init_b, update_b, choose_b = jax.vmap(init_one), jax.vmap(update_one), jax.vmap(choose_one)
 

@@ -2,20 +2,32 @@
 images of class c, per gate point: ``civ[key]`` is float32 [num_classes, C].
 
     images, labels = collect_images("fashion_mnist", "train", range(10), 100, seed=0)
-    civ = Dissection(model, 10, CdrpOptions(), workdir / "civ").run(variables, images, labels,
-                                                                   np.arange(len(labels)), 100)
+    dissection = Dissection(model, 10, CdrpOptions(), workdir / "civ", reset_civ="ones")
+    civ = dissection.run(variables, images, labels, np.arange(len(labels)), 100)
+    dissection.stats    # per class: images, resets, changed (int64 [num_classes] each)
 
-The per-class partial sums are a `toolkit.state.MethodState` in ``directory``: saved with
-orbax every ``save_every`` batches, so an interrupted dissection resumes after the last saved
-batch; a rerun with another model, other images, CDRP options or batch size refuses that
-directory (`jaxdr.errors.ConfigError`).
+A *reset* image keeps the all-ones start gates because its top-1 changed (`cdrp`'s
+``info["reset"]``); ``changed`` counts images whose last CDRP iterate changed top-1 (under
+``on_top1_change='reset'`` the same images). How reset images enter the CIV
+(``reset_civ``): 'ones' averages their all-ones gates in (the paper: "set all values of
+control gates vector to 1", then the class mean), so one reset adds 1/N to every channel of
+its class; 'exclude' leaves them out of the class mean (a class whose images were all reset
+keeps all ones). Both come from the same saved state: the sums hold non-reset images only.
+Under 'best' / 'last' an image whose top-1 changed keeps an earlier iterate; when that is an
+early one its gates are still near 1 and it adds about 1/N to every channel like a reset,
+but it is not a reset (it counts in ``changed`` only) and 'exclude' keeps it.
+
+The per-class partial sums and counts are a `toolkit.state.MethodState` in ``directory``:
+saved with orbax every ``save_every`` batches, so an interrupted dissection resumes after the
+last saved batch; a rerun with another model, other images, CDRP options or batch size (or
+a state from before the reset counts) refuses that directory (`jaxdr.errors.ConfigError`).
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import time
-from typing import Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from absl import logging
 from etils import epath
@@ -26,9 +38,11 @@ from jaxdr import batching, models, reporting
 from jaxdr.errors import ConfigError
 from jaxdr.methods.drnet import cdrp
 from jaxdr.methods.drnet.cciv import Civ
+from jaxdr.methods.drnet.options import RESET_CIVS
 from jaxdr.toolkit import state as state_lib
 
 CIV_FILE = "civ.npz"
+STATE_LAYOUT = "sums of non-reset gates, counts, resets, changed, done"
 
 
 def select_images(labels: np.ndarray, classes: Sequence[int], per_class: int, seed: int) -> np.ndarray:
@@ -76,28 +90,37 @@ def fingerprint(model, indices: np.ndarray, options: cdrp.CdrpOptions, batch_siz
   (count and an order-sensitive checksum of their indices), CDRP options and batch size."""
   return {"model": repr(models.describe(model).gates), "images": int(indices.size),
           "indices_sum": int(np.sum(indices.astype(np.int64) * np.arange(1, indices.size + 1) % 1000003)),
-          "options": dataclasses.asdict(options), "batch_size": int(batch_size)}
+          "options": dataclasses.asdict(options), "batch_size": int(batch_size), "layout": STATE_LAYOUT}
 
 
 class Dissection:
   """Resumable CIV computation: per-class sums of CDRP gates, saved with orbax as it goes.
 
   State (a pytree in graph order, so orbax needs no '/'-free keys): ``sums`` list of
-  float32 [num_classes, C], ``counts`` float32 [num_classes], ``done`` (batches finished).
+  float32 [num_classes, C] over the non-reset images, float32 [num_classes] ``counts``
+  (images), ``resets`` and ``changed`` (module docstring), ``done`` (batches finished).
+  After `run`, ``stats`` holds the per-class counts.
   """
 
-  def __init__(self, model, num_classes: int, options: cdrp.CdrpOptions, directory=None):
+  def __init__(self, model, num_classes: int, options: cdrp.CdrpOptions, directory=None,
+               reset_civ: str = "ones"):
+    if reset_civ not in RESET_CIVS:
+      raise ConfigError(f"drnet.reset_civ must be one of {RESET_CIVS}, got {reset_civ!r}")
     self.model = model
     self.graph = models.describe(model)
     self.num_classes = num_classes
     self.options = options
+    self.reset_civ = reset_civ
     self.directory = None if directory is None else epath.Path(directory)
+    self.stats: Optional[Dict[str, np.ndarray]] = None
     self._fit = cdrp.make_fitter(model, options)
 
   def empty(self) -> dict:
     """The state before the first batch."""
+    per_class = lambda: np.zeros((self.num_classes,), np.float32)  # noqa: E731
     return {"sums": [np.zeros((self.num_classes, g.channels), np.float32) for g in self.graph.gates],
-            "counts": np.zeros((self.num_classes,), np.float32), "done": np.zeros((), np.int32)}
+            "counts": per_class(), "resets": per_class(), "changed": per_class(),
+            "done": np.zeros((), np.int32)}
 
   def run(self, variables, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
           batch_size: int, save_every: int = 1) -> Civ:
@@ -106,15 +129,17 @@ class Dissection:
     state = self.empty()
     if self.directory is None:
       self._loop(variables, images, labels, indices, state, batch_size, None, save_every)
-      return self.civ(state)
-    with state_lib.MethodState(self.directory, fingerprint(self.model, indices, self.options, batch_size),
-                               what="dissection") as saved:
-      step, state = saved.restore_arrays("sums", state)
-      if step is not None:
-        logging.info("dissect: resuming after batch %d of %d (%s)", int(state["done"]),
-                     -(-indices.size // batch_size), self.directory)
-      # An interrupted run still commits its last save (MethodState.close).
-      self._loop(variables, images, labels, indices, state, batch_size, saved, save_every)
+    else:
+      with state_lib.MethodState(self.directory, fingerprint(self.model, indices, self.options, batch_size),
+                                 what="dissection") as saved:
+        step, state = saved.restore_arrays("sums", state)
+        if step is not None:
+          logging.info("dissect: resuming after batch %d of %d (%s)", int(state["done"]),
+                       -(-indices.size // batch_size), self.directory)
+        # An interrupted run still commits its last save (MethodState.close).
+        self._loop(variables, images, labels, indices, state, batch_size, saved, save_every)
+    self.stats = {k: np.rint(np.asarray(state[k])).astype(np.int64) for k in ("counts", "resets", "changed")}
+    self.stats["images"] = self.stats.pop("counts")
     return self.civ(state)
 
   def _loop(self, variables, images, labels, indices, state, batch_size, saved, save_every):
@@ -126,24 +151,35 @@ class Dissection:
     batches = batching.fixed_batches(arrays, batch_size)  # one compiled shape for every batch
     for b, batch in enumerate(itertools.islice(batches, start, None), start):
       n = int(batch[batching.MASK].sum())
-      gates, _ = self._fit(variables, jnp.asarray(batch["image"]))
+      gates, info = self._fit(variables, jnp.asarray(batch["image"]))
       onehot = np.eye(self.num_classes, dtype=np.float32)[batch["label"][:n]]  # [n, K]
+      reset = np.asarray(info["reset"])[:n].astype(np.float32)
+      fitted = onehot * (1.0 - reset)[:, None]  # reset images' all-ones gates are counted apart
       for i, g in enumerate(self.graph.gates):
-        state["sums"][i] = state["sums"][i] + onehot.T @ np.asarray(gates[g.key])[:n]
+        state["sums"][i] = state["sums"][i] + fitted.T @ np.asarray(gates[g.key])[:n]
       state["counts"] = state["counts"] + onehot.sum(0)
+      state["resets"] = state["resets"] + onehot.T @ reset
+      state["changed"] = state["changed"] + onehot.T @ np.asarray(info["changed"])[:n].astype(np.float32)
       state["done"] = np.asarray(b + 1, np.int32)
       seen += n
       if saved is not None and ((b + 1) % save_every == 0 or b + 1 == total):
         saved.save_arrays("sums", b + 1, state)
       rate = seen / max(time.time() - t0, 1e-9)
       done_images = min((b + 1) * batch_size, indices.size)
-      logging.info("dissect: batch %d/%d, %d/%d images, %.1f img/s, ETA %.0fs", b + 1, total,
-                   done_images, indices.size, rate, (indices.size - done_images) / max(rate, 1e-9))
+      logging.info("dissect: batch %d/%d, %d/%d images, %.1f img/s, ETA %.0fs, %d resets so far", b + 1,
+                   total, done_images, indices.size, rate, (indices.size - done_images) / max(rate, 1e-9),
+                   int(np.sum(state["resets"])))
 
   def civ(self, state) -> Civ:
-    """The class means of the summed gates (a class without images gets zeros)."""
-    counts = np.maximum(np.asarray(state["counts"]), 1.0)[:, None]
-    return {g.key: (np.asarray(s) / counts).astype(np.float32)
+    """The class means of the gates (``reset_civ``: how reset images count; a class without
+    images gets zeros)."""
+    counts, resets = np.asarray(state["counts"], np.float64), np.asarray(state["resets"], np.float64)
+    if self.reset_civ == "ones":
+      denominator, ones = np.maximum(counts, 1.0), resets
+    else:  # 'exclude': the mean over the fitted images; a class with nothing else keeps all ones
+      only_resets = (counts > 0) & (counts == resets)
+      denominator, ones = np.where(only_resets, counts, np.maximum(counts - resets, 1.0)), only_resets * resets
+    return {g.key: ((np.asarray(s, np.float64) + ones[:, None]) / denominator[:, None]).astype(np.float32)
             for g, s in zip(self.graph.gates, state["sums"])}
 
 

@@ -8,9 +8,10 @@ Commands (``config.drnet.stage``: 'all' = dissect + evaluate, 'dissect' = CIV on
 The model is ``config.pretrained`` or, if empty, trained first into ``DIR/train``
 (`toolkit.base.load_or_train`). Dissection (`dissection.Dissection`) keeps its resumable
 state in ``DIR/civ`` and writes ``DIR/civ.npz``. Evaluation writes ``DIR/results.json``
-(``subtasks``, ``summary``, ``civ_similarity``), ``DIR/report.md`` (tables like DRNet's
-Tables 1-5) and the PNGs ``civ_similarity.png`` (Formula 5) and ``layer_channels.png``
-(Figure 7).
+(``subtasks``, ``summary`` with Table 6's ``max|mean|min_accuracy_change``, ``dissection``
+with the top-1 resets per class, ``civ_similarity``), ``DIR/report.md`` (tables like DRNet's
+Tables 1-6, `report`) and the PNGs ``civ_similarity.png`` (Formula 5, Figure 8),
+``layer_channels.png`` (Figure 7) and ``subtask_accuracy_{2,3}class.png`` (Figures 5-6).
 """
 from __future__ import annotations
 
@@ -22,61 +23,25 @@ from etils import epath
 import numpy as np
 
 from jaxdr import costs, data, models, reporting
+from jaxdr.errors import ConfigError
 from jaxdr.methods.drnet import dissection as dissection_lib
+from jaxdr.methods.drnet import report as report_lib
 from jaxdr.methods.drnet import subtasks as subtasks_lib
 from jaxdr.methods.drnet.cciv import civ_similarity
 from jaxdr.methods.drnet.options import DrnetOptions
-from jaxdr.toolkit import base, plots
+from jaxdr.toolkit import base
 
 
-def _pct(x: float) -> str:
-  return f"{100 * x:.2f}%"
-
-
-def _report_sections(full_row: dict, named: List[dict], randoms: List[dict], summary: dict) -> list:
-  def row(r):
-    out = {"sub-task": r["name"], "Full-Net Acc.": _pct(r["full_accuracy"]),
-           "Sub-Net Acc.": _pct(r["sub_accuracy"]), "Running Channels": _pct(r["running_channels"]),
-           "Running Param.": f"{r['running_params_count'] / 1e6:.3f}M ({_pct(r['running_params'])})",
-           "Running FLOPs": f"{r['running_flops_count'] / 1e6:.2f}M ({_pct(r['running_flops'])})"}
-    if "physical_params" in r:
-      out["Sliced Param. / FLOPs"] = f"{_pct(r['physical_params'])} / {_pct(r['physical_flops'])}"
-    if "sliced_agreement" in r:
-      out["Sliced == Masked"] = _pct(r["sliced_agreement"])
-    return out
-  sections = []
-  rows = [row(full_row)] + [row(r) for r in named]
-  columns = max((list(r) for r in rows), key=len)
-  sections.append(("Named sub-tasks (cf. DRNet Tables 1-3)", reporting.markdown_table(rows, columns)))
-  avg = []
-  for size, s in summary.items():
-    r = {"sub-tasks": f"{s['count']} random {size}-class", "Full-Net Avg Acc.": _pct(s["full_accuracy"]),
-         "Sub-Net Avg Acc.": _pct(s["sub_accuracy"]), "Avg Acc. Drop": _pct(s["accuracy_drop"]),
-         "Avg Running Channels": _pct(s["running_channels"]), "Avg Running Param.": _pct(s["running_params"]),
-         "Avg Running FLOPs": _pct(s["running_flops"])}
-    if "physical_flops" in s:
-      r["Avg Sliced Param. / FLOPs"] = f"{_pct(s['physical_params'])} / {_pct(s['physical_flops'])}"
-    avg.append(r)
-  sections.append(("Random sub-tasks, averages (cf. DRNet Tables 4-5)", reporting.markdown_table(avg)))
-  if randoms:
-    sections.append(("Every random sub-task", reporting.markdown_table([row(r) for r in randoms])))
-  return sections
-
-
-def _figures(workdir: epath.Path, sim: np.ndarray, class_names, fig_rec) -> List[str]:
-  plots.heatmap(sim, workdir / "civ_similarity.png", row_labels=class_names, col_labels=class_names,
-                xlabel="class", ylabel="class", colorbar_label="IoU of important-channel sets (fraction)",
-                title="Class similarity (DRNet Formula 5)", vmin=0.0, vmax=1.0)
-  figures = ["civ_similarity.png"]
-  if fig_rec is not None:
-    keys = list(fig_rec["layer_channels"])
-    plots.bars({"channels": [fig_rec["layer_channels"][k][1] for k in keys],
-                "running channels": [fig_rec["layer_channels"][k][0] for k in keys]},
-               keys, workdir / "layer_channels.png", xlabel="gate point", ylabel="channels (count)",
-               title=f"Layer-wise running channels: {fig_rec['name']} (DRNet Figure 7)",
-               colors=("tab:blue", "tab:pink"))
-    figures.append("layer_channels.png")
-  return figures
+def _log_resets(stats: Dict[str, np.ndarray], class_names, opts: DrnetOptions) -> None:
+  """One log line per class: images kept at the all-ones start (resets) and top-1 changes."""
+  for c in np.flatnonzero(stats["images"] > 0):
+    name = class_names[c] if c < len(class_names) else str(c)
+    logging.info("drnet: class %-14s %d/%d images reset to all-ones gates (%.1f%%), last iterate changed "
+                 "top-1 for %d (on_top1_change=%s, reset_civ=%s)", name, stats["resets"][c], stats["images"][c],
+                 100 * stats["resets"][c] / stats["images"][c], stats["changed"][c], opts.cdrp.on_top1_change,
+                 opts.reset_civ)
+    if opts.reset_civ == "exclude" and stats["resets"][c] == stats["images"][c]:
+      logging.warning("drnet: every image of class %s was reset: its CIV stays all ones", name)
 
 
 def run(config, workdir) -> dict:
@@ -87,6 +52,11 @@ def run(config, workdir) -> dict:
   info = data.info(ds_name)
   class_names = list(info.class_names) or [str(i) for i in range(num_classes)]
   model, variables = base.load_or_train(config, workdir)
+  gate_keys = [g.key for g in models.describe(model).gates]
+  unknown = [k for k in opts.report_layers if k not in gate_keys]
+  if unknown:
+    raise ConfigError(f"drnet.report_layers names no gate point of {config.model.name}: {unknown}; "
+                      f"gate points: {', '.join(gate_keys)}")
   data_dir = config.dataset.get("data_dir", "") or None
   image_size = int(config.dataset.image_size)
   seed = int(config.seed)
@@ -100,14 +70,16 @@ def run(config, workdir) -> dict:
   train_images, train_labels = dissection_lib.collect_images(
       ds_name, "train", pool, int(opts.images_per_class), seed, data_dir, image_size, int(opts.train_limit))
   indices = np.arange(len(train_labels))
-  dissection = dissection_lib.Dissection(model, num_classes, opts.cdrp, workdir / "civ")
+  dissection = dissection_lib.Dissection(model, num_classes, opts.cdrp, workdir / "civ", opts.reset_civ)
   civ = dissection.run(variables, train_images, train_labels, indices, int(opts.batch_size),
                        int(opts.save_every))
   dissect_s = time.time() - t0
+  _log_resets(dissection.stats, class_names, opts)
   calibration = (train_images, train_labels)  # the dissection images (N per class)
   dissection_lib.save_civ(workdir, civ)
   if opts.stage == "dissect":
-    return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s}
+    stats = {k: v.tolist() for k, v in dissection.stats.items()}
+    return {"stage": "dissect", "civ_images": int(indices.size), "dissect_time_s": dissect_s, "class_counts": stats}
 
   t1 = time.time()
   if info.in_memory:
@@ -120,10 +92,8 @@ def run(config, workdir) -> dict:
   runner = subtasks_lib.SubtaskRunner(model, variables, int(opts.eval_batch_size))
   full_logits = runner.logits(test_images)
   full_costs = costs.count(models.describe(model))
-  in_pool = subtasks_lib.logit_mask(pool, num_classes)
   full_row = {"name": f"{len(pool)} classes", "classes": pool,
-              "full_accuracy": float(np.mean(np.argmax(np.where(in_pool, full_logits, -np.inf), -1)
-                                             == test_labels)),
+              "full_accuracy": subtasks_lib.baseline_accuracies(full_logits, test_labels, pool)[opts.baseline],
               "running_channels": 1.0, "running_params": 1.0, "running_flops": 1.0,
               "running_params_count": int(full_costs.params), "running_flops_count": int(full_costs.macs)}
   full_row["sub_accuracy"] = full_row["full_accuracy"]
@@ -146,29 +116,32 @@ def run(config, workdir) -> dict:
       randoms.append(evaluate(ids, "random", "-".join(class_names[i] for i in ids)))
   summary = subtasks_lib.summarise(randoms)
   sim = civ_similarity(civ, float(opts.similarity_eps))
-  figures = _figures(workdir, sim, class_names, named[0] if named else (randoms[0] if randoms else None))
+  figures = report_lib.draw_figures(workdir, sim, class_names, named, randoms, opts.baseline)
+  per_class = report_lib.class_stats(dissection.stats, civ, class_names, opts, randoms)
   evaluate_s = time.time() - t1
 
-  two = summary.get("2", {})
-  metrics = {
-      "full_test_accuracy": full_row["full_accuracy"],
-      "mean_accuracy_drop_2class": two.get("accuracy_drop"),
-      "mean_running_channels_2class": two.get("running_channels"),
-      "mean_accuracy_drop_3class": summary.get("3", {}).get("accuracy_drop"),
-      "mean_running_channels_3class": summary.get("3", {}).get("running_channels"),
-      "civ_images": int(indices.size), "dissect_time_s": dissect_s, "evaluate_time_s": evaluate_s,
-      "sliced_compiles": runner.sliced_compiles,
-  }
+  metrics = {"full_test_accuracy": full_row["full_accuracy"], "baseline": opts.baseline,
+             "on_top1_change": opts.cdrp.on_top1_change, "reset_civ": opts.reset_civ,
+             "reset_rate": per_class["reset_rate"], "changed_rate": per_class["changed_rate"]}
+  for size in ("2", "3"):
+    s = summary.get(size, {})
+    metrics.update({f"mean_accuracy_drop_{size}class": s.get("accuracy_drop"),
+                    f"mean_running_channels_{size}class": s.get("running_channels"),
+                    f"max_accuracy_change_{size}class": s.get("max_accuracy_change"),
+                    f"min_accuracy_change_{size}class": s.get("min_accuracy_change")})
+  metrics.update({"civ_images": int(indices.size), "dissect_time_s": dissect_s, "evaluate_time_s": evaluate_s,
+                  "sliced_compiles": runner.sliced_compiles})
   results: Dict = dict(metrics, full_task=full_row, subtasks=named + randoms, summary=summary,
-                       summary_scope="random sub-tasks, by size", civ_similarity=sim,
+                       summary_scope="random sub-tasks, by size", dissection=per_class, civ_similarity=sim,
                        class_names=class_names, class_pool=pool)
   reporting.write_results(workdir, results, config, method="drnet")
   reporting.write_report(workdir, f"DRNet: {config.model.name} on {ds_name}", metrics, config,
-                         sections=_report_sections(full_row, named, randoms, summary), figures=figures)
+                         sections=report_lib.report_sections(full_row, named, randoms, summary, per_class, opts),
+                         figures=figures)
   for size, s in summary.items():
-    logging.info("drnet: %d random %s-class sub-tasks: full %.4f sub %.4f drop %.2f points, running "
-                 "channels %.3f params %.3f flops %.3f", s["count"], size, s["full_accuracy"],
-                 s["sub_accuracy"], 100 * s["accuracy_drop"], s["running_channels"], s["running_params"],
-                 s["running_flops"])
+    logging.info("drnet: %d random %s-class sub-tasks: full %.4f sub %.4f drop %.2f points (change max %+.2f "
+                 "min %+.2f), running channels %.3f params %.3f flops %.3f", s["count"], size, s["full_accuracy"],
+                 s["sub_accuracy"], 100 * s["accuracy_drop"], 100 * s["max_accuracy_change"],
+                 100 * s["min_accuracy_change"], s["running_channels"], s["running_params"], s["running_flops"])
   logging.info("drnet: results in %s", workdir / reporting.RESULTS_FILE)
   return results

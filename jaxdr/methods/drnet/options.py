@@ -16,6 +16,8 @@ from jaxdr.methods.drnet.cdrp import CdrpOptions
 STAGES = ("all", "dissect")
 COMBINES = ("union", "xor")
 RUN_SLICED = ("all", "named", "none")
+RESET_CIVS = ("ones", "exclude")
+BASELINES = ("subtask_softmax", "full_softmax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,9 @@ class DrnetOptions(options_lib.Options):
   save_every: int = 1  # batches between orbax saves of the partial sums
   train_limit: int = 0  # 0 = read the whole train split
   class_pool: int = 0  # > 0: a seeded random pool of that many classes (DRNet's ImageNet setting)
+  # How images whose top-1 changed and kept all-ones gates (cdrp.on_top1_change) enter the CIV:
+  # 'ones' (averaged in: the paper's "set all values to 1") | 'exclude' (left out of the class mean).
+  reset_civ: str = "ones"
   # Reconstruction: CCIV.
   combine: str = "union"  # 'union' | 'xor'
   union_thr: float = 0.1
@@ -42,11 +47,18 @@ class DrnetOptions(options_lib.Options):
   calibrate_fractions: Tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7,
                                             0.8, 0.9)
   similarity_eps: float = 0.0  # important channels: CIV > eps (Formula 5)
-  # Evaluation.
+  # Evaluation. The Full-Net accuracy a sub-task is compared with: the unmasked network under
+  # the sub-task softmax ('subtask_softmax', DRNet Tables 1-5 on CIFAR) or its argmax over all
+  # classes ('full_softmax', the 1000-way network DRNet's ImageNet promotion, Table 6, is
+  # measured against). The sub-network always uses the sub-task softmax.
+  baseline: str = "subtask_softmax"
   named_subtasks: Tuple[Tuple[str, ...], ...] = ()  # tuples of class names (or ids)
   superclass_subtasks: bool = True  # also the dataset's superclasses of >= 2 classes
   random_2class: int = 20
   random_3class: int = 10
+  # Gate keys whose running channels get their own column (DRNet Table 3 / Tables 4-5:
+  # MobileNetV2's last two layers, 320 and 1280 channels).
+  report_layers: Tuple[str, ...] = ()
   # Physically sliced sub-networks (jaxdr.surgery): their costs are always reported; also
   # run them ('all' | 'named' | 'none' sub-tasks; one compile per new set of widths).
   run_sliced: str = "named"
@@ -60,6 +72,8 @@ class DrnetOptions(options_lib.Options):
     check(self.combine in COMBINES, f"drnet.combine must be one of {COMBINES}, got {self.combine!r}")
     check(self.run_sliced in RUN_SLICED,
           f"drnet.run_sliced must be one of {RUN_SLICED}, got {self.run_sliced!r}")
+    check(self.reset_civ in RESET_CIVS, f"drnet.reset_civ must be one of {RESET_CIVS}, got {self.reset_civ!r}")
+    check(self.baseline in BASELINES, f"drnet.baseline must be one of {BASELINES}, got {self.baseline!r}")
     check(0.0 <= self.keep_fraction <= 1.0, f"drnet.keep_fraction must be in [0, 1], got {self.keep_fraction}")
     for name in ("images_per_class", "batch_size", "save_every", "eval_batch_size"):
       check(getattr(self, name) >= 1, f"drnet.{name} must be >= 1, got {getattr(self, name)}")

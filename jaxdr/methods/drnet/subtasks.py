@@ -9,6 +9,11 @@ masked)::
     logits = runner.logits(images, mask, classes)                   # [N, K], -inf off the task
     sliced = runner.slice(mask); runner.sliced_logits(sliced, images, classes)
     rec = evaluate_subtask(runner, civ, classes, test_x, test_y, full_logits, options)
+
+A record's ``full_accuracy`` is the unmasked network's under ``options.baseline``
+(`baseline_accuracies`: the sub-task softmax, or the argmax over all classes as DRNet's
+ImageNet promotion is measured); ``accuracy_change`` = sub-network minus that (Table 6,
+`accuracy_change_stats`).
 """
 from __future__ import annotations
 
@@ -102,6 +107,16 @@ class SubtaskRunner:
     return self._apply(self._sliced_fns[key], small_vars, images, rest, in_task)
 
 
+def baseline_accuracies(full_logits: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> Dict[str, float]:
+  """The unmasked network's accuracy on a sub-task's images (``full_logits`` [N, K], ``labels``
+  [N]) under each ``drnet.baseline``: 'subtask_softmax' (argmax over the sub-task's classes)
+  and 'full_softmax' (argmax over all K classes, as the 1000-way network of DRNet's Table 6)."""
+  full_logits, labels = np.asarray(full_logits), np.asarray(labels)
+  in_task = logit_mask(classes, full_logits.shape[-1])
+  return {"subtask_softmax": float(np.mean(np.argmax(np.where(in_task, full_logits, -np.inf), -1) == labels)),
+          "full_softmax": float(np.mean(np.argmax(full_logits, -1) == labels))}
+
+
 def open_fraction(graph, mask) -> Tuple[float, Dict[str, Tuple[int, int]]]:
   """(fraction of all channels open, {gate key: (open, total)})."""
   per = {g.key: (int(np.sum(np.asarray(mask[g.key]) != 0)), g.channels) for g in graph.gates}
@@ -154,14 +169,15 @@ def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], im
                                        int(options.min_channels))
   mask = cciv_mask(civ, classes, combine=options.combine, threshold=options.threshold,
                    keep_fraction=keep_fraction, min_channels=int(options.min_channels))
-  in_task = logit_mask(classes, runner.num_classes)
-  full_pred = np.argmax(np.where(in_task, full_logits[keep], -np.inf), -1)
+  baselines = baseline_accuracies(full_logits[keep], y, classes)
   sub_pred = np.argmax(runner.logits(x, mask, classes), -1)
   full_costs, masked = costs.count(graph), costs.count(graph, mask, "masked")
   channels, per_layer = open_fraction(graph, mask)
   rec = {
       "classes": list(classes), "num_images": int(keep.sum()),
-      "full_accuracy": float(np.mean(full_pred == y)), "sub_accuracy": float(np.mean(sub_pred == y)),
+      "baseline": options.baseline, "full_accuracy": baselines[options.baseline],
+      "sub_accuracy": float(np.mean(sub_pred == y)),
+      **{f"full_accuracy_{k}": v for k, v in baselines.items()},
       "running_channels": channels,
       "running_params": float(masked.params / full_costs.params),
       "running_flops": float(masked.macs / full_costs.macs),
@@ -170,6 +186,7 @@ def evaluate_subtask(runner: SubtaskRunner, civ: Civ, classes: Sequence[int], im
       "layer_channels": {k: list(v) for k, v in per_layer.items()},
   }
   rec["accuracy_drop"] = rec["full_accuracy"] - rec["sub_accuracy"]
+  rec["accuracy_change"] = -rec["accuracy_drop"]  # DRNet Table 6's "promotion"
   phys = costs.count(graph, mask, "physical")  # what surgery cuts (strict=False)
   kept = surgery.removal_plan(graph, mask, strict=False)
   rec.update({
@@ -222,10 +239,25 @@ def named_subtasks(options: DrnetOptions, dataset: str, class_names: Sequence[st
   return out
 
 
+def accuracy_change_stats(records: Sequence[dict]) -> Dict[str, dict]:
+  """DRNet Table 6 per sub-task size: ``{size: {count, max, mean, min}}`` of each record's
+  accuracy change, sub-network minus Full-Net accuracy (its "promotion"; negative: a drop)."""
+  out = {}
+  for size in sorted({len(r["classes"]) for r in records}):
+    change = np.array([r["sub_accuracy"] - r["full_accuracy"] for r in records if len(r["classes"]) == size])
+    out[str(size)] = {"count": int(change.size), "max": float(change.max()), "mean": float(change.mean()),
+                      "min": float(change.min())}
+  return out
+
+
 def summarise(records: Sequence[dict]) -> Dict[str, dict]:
-  """Means per sub-task size of the accuracy / cost fields."""
+  """Per sub-task size: means of the accuracy / cost fields, the Table 6 statistics
+  (``max|mean|min_accuracy_change``, `accuracy_change_stats`) and the mean running fraction of
+  each gate point (``layer_running_channels`` {key: fraction})."""
   fields = ("full_accuracy", "sub_accuracy", "accuracy_drop", "running_channels", "running_params",
-            "running_flops", "physical_params", "physical_flops", "physical_channels", "sliced_agreement")
+            "running_flops", "physical_params", "physical_flops", "physical_channels", "sliced_agreement",
+            "full_accuracy_subtask_softmax", "full_accuracy_full_softmax")
+  changes = accuracy_change_stats(records)
   out = {}
   for size in sorted({len(r["classes"]) for r in records}):
     group = [r for r in records if len(r["classes"]) == size]
@@ -233,4 +265,9 @@ def summarise(records: Sequence[dict]) -> Dict[str, dict]:
     for f in fields:
       if all(f in r for r in group):
         out[str(size)][f] = float(np.mean([r[f] for r in group]))
+    out[str(size)].update({f"{k}_accuracy_change": changes[str(size)][k] for k in ("max", "mean", "min")})
+    if all("layer_channels" in r for r in group):
+      out[str(size)]["layer_running_channels"] = {
+          k: float(np.mean([r["layer_channels"][k][0] / r["layer_channels"][k][1] for r in group]))
+          for k in group[0]["layer_channels"]}
   return out

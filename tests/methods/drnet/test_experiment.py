@@ -20,7 +20,8 @@ def _config(**drnet_overrides):
   c.drnet = drnet.DrnetOptions().to_config()  # the real defaults, shrunk
   c.drnet.cdrp.steps = 2
   c.drnet.update(images_per_class=2, batch_size=10, random_2class=3, random_3class=2, eval_batch_size=30,
-                 keep_fraction=0.5, superclass_subtasks=False, named_subtasks=(("Trouser", "Bag"),))
+                 keep_fraction=0.5, superclass_subtasks=False, named_subtasks=(("Trouser", "Bag"),),
+                 report_layers=("conv1",))
   c.drnet.update(drnet_overrides)
   return c
 
@@ -49,19 +50,44 @@ def test_run_writes_results_in_the_documented_schema(tmp_path, fake):
       assert s["sliced_agreement"] == 1.0
   assert set(results["summary"]) == {"2", "3"} and results["summary"]["2"]["count"] == 3
   assert np.array(results["civ_similarity"]).shape == (10, 10)
-  assert (tmp_path / "civ_similarity.png").exists() and (tmp_path / "layer_channels.png").exists()
+  for png in ("civ_similarity", "layer_channels", "subtask_accuracy_2class", "subtask_accuracy_3class"):
+    assert (tmp_path / f"{png}.png").exists(), png
   assert (tmp_path / "civ.npz").exists() and (tmp_path / "civ" / "fingerprint.json").exists()
-  assert "Tables 4-5" in (tmp_path / "report.md").read_text()
+  report = (tmp_path / "report.md").read_text()
+  for heading in ("Tables 4-5", "Table 6", "Top-1 resets", "Running Channels (conv1, 6)"):
+    assert heading in report, heading
   assert out["summary"]["3"]["count"] == 2
+  # Table 6 and the per-class resets.
+  for size in ("2", "3"):
+    s = results["summary"][size]
+    assert s["min_accuracy_change"] <= s["mean_accuracy_change"] <= s["max_accuracy_change"]
+    assert set(s["layer_running_channels"]) == {"conv0", "conv1"}
+  per_class = results["dissection"]["classes"]
+  assert [c["images"] for c in per_class] == [2] * 10 and results["dissection"]["on_top1_change"] == "best"
+  assert results["reset_rate"] == pytest.approx(sum(c["resets"] for c in per_class) / 20)
+  assert all(c["own_channels"] is None for c in per_class)  # a keep fraction sets the threshold
   # A rerun resumes the finished dissection (no CDRP fit) and gives the same numbers.
   again = drnet.run(_config(), str(tmp_path))
   assert again["subtasks"] == out["subtasks"]
 
 
+def test_full_softmax_baseline_and_threshold_columns(tmp_path, fake):
+  out = drnet.run(_config(baseline="full_softmax", keep_fraction=0.0, union_thr=0.5, reset_civ="exclude"),
+                  str(tmp_path))
+  for s in out["subtasks"]:
+    assert s["baseline"] == "full_softmax" and s["full_accuracy"] == s["full_accuracy_full_softmax"]
+  assert out["full_task"]["full_accuracy"] == out["full_test_accuracy"]
+  assert any(s["full_accuracy_full_softmax"] < s["full_accuracy_subtask_softmax"] for s in out["subtasks"])
+  assert all(0.0 <= c["own_channels"] <= 1.0 for c in out["dissection"]["classes"])
+  assert "argmax over all classes" in (tmp_path / "report.md").read_text()
+
+
 @pytest.mark.parametrize("overrides,match", [
     (dict(stage="evaluate"), "drnet.stage"), (dict(combine="and"), "drnet.combine"),
     (dict(run_sliced="some"), "drnet.run_sliced"), (dict(keep_fractoin=0.5), "nearest: keep_fraction"),
-    (dict(named_subtasks=(("Trouser", "Hat"),)), "unknown class 'Hat'")])
+    (dict(named_subtasks=(("Trouser", "Hat"),)), "unknown class 'Hat'"),
+    (dict(baseline="top5"), "drnet.baseline"), (dict(reset_civ="zeros"), "drnet.reset_civ"),
+    (dict(report_layers=("head",)), "report_layers names no gate point")])
 def test_config_errors(tmp_path, fake, overrides, match):
   c = _config(**overrides)  # an unlocked ConfigDict takes a misspelt key, as an override file might
   with pytest.raises(ConfigError, match=match):

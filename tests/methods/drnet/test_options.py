@@ -9,9 +9,10 @@ from jaxdr.methods import drnet
 def test_round_trip_and_nested_cdrp():
   c = drnet.DrnetOptions().to_config()
   c.keep_fraction = 0.5
-  c.cdrp.on_top1_change = "best"
+  assert c.cdrp.on_top1_change == "best"  # the CDRP authors' code
+  c.cdrp.on_top1_change = "reset"
   opts = drnet.DrnetOptions.from_config(c, "drnet")
-  assert opts.keep_fraction == 0.5 and opts.cdrp == drnet.CdrpOptions(on_top1_change="best")
+  assert opts.keep_fraction == 0.5 and opts.cdrp == drnet.CdrpOptions(on_top1_change="reset")
   assert drnet.DrnetOptions.from_config(drnet.DrnetOptions().to_config()) == drnet.DrnetOptions()
   assert opts.threshold == opts.union_thr and opts.replace(combine="xor").threshold == opts.xor_thr
 
@@ -26,7 +27,8 @@ def test_unknown_keys_name_the_nearest_valid_ones():
 
 
 @pytest.mark.parametrize("field,value", [("stage", "train"), ("combine", "and"), ("run_sliced", "x"),
-                                         ("keep_fraction", 1.5), ("batch_size", 0)])
+                                         ("keep_fraction", 1.5), ("batch_size", 0), ("reset_civ", "zeros"),
+                                         ("baseline", "top5")])
 def test_bad_values_raise_config_errors(field, value):
   with pytest.raises(ConfigError, match=f"drnet.{field}"):
     drnet.DrnetOptions(**{field: value})
