@@ -4,8 +4,9 @@
     model, variables = load_model(dir)
 
 ``dir/model.json`` holds ``{"name": ..., "kwargs": {num_classes, image_size,
-input_channels, width, conv_impl, channels}}`` (``channels``: space -> width, what channel
-surgery sets, so a sliced model restores as itself); ``dir/variables`` is an orbax
+input_channels, width, conv_impl, channels, <the architecture's options>}}`` (``channels``:
+space -> width, what channel surgery sets, so a sliced model restores as itself; options:
+`models.options(name)`, e.g. DMNN's ``paths``); ``dir/variables`` is an orbax
 StandardCheckpointer directory. Paths may be local or ``gs://`` (etils.epath).
 """
 from __future__ import annotations
@@ -56,9 +57,10 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   """Writes ``model_name``'s constructor arguments and ``variables`` to ``directory``."""
   directory = epath.Path(directory)
   kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name"}
-  unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+  allowed = MODEL_KWARGS + models.options(model_name)  # + the architecture's own (DMNN: paths, ...)
+  unknown = sorted(set(kwargs) - set(allowed))
   if unknown:
-    raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(MODEL_KWARGS)}")
+    raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(allowed)}")
   kwargs["channels"] = {str(k): int(v) for k, v in dict(kwargs.get("channels") or {}).items()}
   models.create(model_name, **kwargs)  # fail here, not at load time, on a bad name/argument
   directory.mkdir(parents=True, exist_ok=True)
