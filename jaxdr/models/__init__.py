@@ -21,6 +21,7 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
     "vgg16": lambda **kw: vgg.VGG(**kw),
     "resnet18": lambda **kw: resnet.ResNet(stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512),
                                            stem_width=64, **kw),
+    "resnet8": lambda **kw: resnet.ResNet(stage_sizes=(1, 1, 1), **kw),
     "resnet20": lambda **kw: resnet.ResNet(stage_sizes=(3, 3, 3), **kw),
     "resnet56": lambda **kw: resnet.ResNet(stage_sizes=(9, 9, 9), **kw),
     "resnet110": lambda **kw: resnet.ResNet(stage_sizes=(18, 18, 18), **kw),

@@ -6,10 +6,10 @@ runs. Multiplying the branch's output by a 0/1 gate computes it for every image 
 
   * the rows that are on are gathered into the smallest *capacity* of ``capacities`` that
     holds them (a static size; rows beyond the count are padding and are dropped), the
-    function runs on that [K, ...] block, and its rows are put back in place ([B, ...],
-    zeros where off). Every capacity is one branch of a `lax.switch` (`flax.linen.switch`
+    function runs on that [K, ...] block, and its rows are added back in place to a running
+    sum ([B, ...]). Every capacity is one branch of a `lax.switch` (`flax.linen.switch`
     when the function takes a Flax module): only the chosen branch runs;
-  * no row on: a branch that returns zeros (nothing runs);
+  * no row on: a branch that returns the running sum it was given (nothing runs);
   * a capacity of the whole batch runs the function on the batch as it is (no gather).
 
 At batch 1 this is a `lax.cond` (run or skip). Capacities trade padding (a count of 17 runs
@@ -63,46 +63,50 @@ def branch_index(on: jnp.ndarray, sizes: Sequence[int]) -> jnp.ndarray:
 
 
 def on_rows(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, on: jnp.ndarray, sizes: Sequence[int],
-            out_shape: Tuple[int, ...], *, module: Optional[nn.Module] = None,
-            per_row: PyTree = None, shared: PyTree = None, dtype=jnp.float32) -> jnp.ndarray:
-  """``fn`` on only the rows of ``x`` [B, ...] where ``on`` [B] (bool or 0/1) is set.
+            acc: jnp.ndarray, *, scale: Optional[jnp.ndarray] = None, module: Optional[nn.Module] = None,
+            per_row: PyTree = None, shared: PyTree = None) -> jnp.ndarray:
+  """``acc + scale * fn(x)`` on the rows of ``x`` [B, ...] where ``on`` [B] (bool or 0/1) is
+  set, ``acc`` elsewhere; ``fn`` runs on those rows only.
 
   ``fn(x_rows, per_row_rows, shared)`` (``fn(module, x_rows, ...)`` with a Flax ``module``)
-  maps [K, ...] rows to [K, *out_shape[1:]]; ``per_row`` is a pytree of [B, ...] arrays
+  maps [K, ...] rows to [K, *acc.shape[1:]]; ``per_row`` is a pytree of [B, ...] arrays
   gathered with the rows (e.g. per-example mask entries), ``shared`` is passed as is.
-  Returns [B, *out_shape[1:]] (``out_shape[0] == B``): ``fn``'s rows where on, 0 elsewhere.
+  ``acc`` [B, ...]: what the results are added to (a block's running sum: a skipped branch
+  costs no buffer and no add); ``scale`` [B]: per-row factor (default 1).
   ``sizes``: increasing static capacities (`capacities`); the last must be >= B.
   """
   batch = x.shape[0]
   sizes = tuple(int(s) for s in sizes)
   if not sizes or sizes[-1] < batch or list(sizes) != sorted(set(sizes)):
     raise ValueError(f"capacities must increase and reach the batch size {batch}, got {sizes}")
-  if out_shape[0] != batch:
-    raise ValueError(f"out_shape {out_shape} must start with the batch size {batch}")
+  if acc.shape[0] != batch:
+    raise ValueError(f"acc {acc.shape} must have the batch size {batch} first")
   on = on.astype(bool)
+  scale = jnp.ones((batch,), acc.dtype) if scale is None else jnp.asarray(scale, acc.dtype)
+  rows_shape = (batch,) + (1,) * (acc.ndim - 1)
 
   def call(mdl, *args):
     return fn(mdl, *args) if module is not None else fn(*args)
 
-  def zeros(mdl, x, on, per_row, shared):
-    del mdl, x, on, per_row, shared
-    return jnp.zeros(out_shape, dtype)
+  def skip(mdl, acc, x, on, scale, per_row, shared):
+    del mdl, x, on, scale, per_row, shared
+    return acc
 
-  def full(mdl, x, on, per_row, shared):
+  def full(mdl, acc, x, on, scale, per_row, shared):
     y = call(mdl, x, per_row, shared)
-    return jnp.where(on.reshape((batch,) + (1,) * (y.ndim - 1)), y, jnp.zeros((), y.dtype))
+    return acc + jnp.where(on, scale, 0).reshape(rows_shape) * y
 
   def gathered(size):
-    def branch(mdl, x, on, per_row, shared):
+    def branch(mdl, acc, x, on, scale, per_row, shared):
       rows, slots = compact(on, size)
       take = lambda a: jnp.take(a, rows, axis=0)  # noqa: E731
       y = call(mdl, take(x), jax.tree.map(take, per_row), shared)
-      return scatter_rows(y, slots)
+      return acc + scatter_rows(y * take(scale).reshape((size,) + rows_shape[1:]), slots)
     return branch
 
-  branches = [zeros] + [full if size >= batch else gathered(size) for size in sizes]
+  branches = [skip] + [full if size >= batch else gathered(size) for size in sizes]
   index = branch_index(on, sizes)
-  operands = (x, on, per_row, shared)
+  operands = (acc, x, on, scale, per_row, shared)
   if module is not None:
     return nn.switch(index, branches, module, *operands)
   return jax.lax.switch(index, [lambda *a, b=b: b(None, *a) for b in branches], *operands)

@@ -197,15 +197,13 @@ class DynamicBlock(nn.Module):
     shared = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) != 2}
     sizes = dispatch.capacities(x.shape[0], self.buckets)
     for n, sub in enumerate(subs):
-      gate = gates[:, n].reshape((-1, 1, 1, 1))
       if skip:
         run = lambda mdl, rows, row_mask, common: mdl(  # noqa: E731
             rows, {**common, **row_mask}, False, src, out_key)
-        y_n = dispatch.on_rows(run, x, gates[:, n] != 0, sizes, y.shape, module=sub,
-                               per_row=per_row, shared=shared, dtype=y.dtype)
+        y = dispatch.on_rows(run, x, gates[:, n] != 0, sizes, y, scale=gates[:, n], module=sub,
+                             per_row=per_row, shared=shared)
       else:
-        y_n = sub(x, mask, train, src, out_key)
-      y = y + y_n * gate
+        y = y + sub(x, mask, train, src, out_key) * gates[:, n].reshape((-1, 1, 1, 1))
     if self.post_act:
       y = nn.relu(y)
     return layers.Gate(space=self.space, conv_impl=self.conv_impl, name="out")(y, mask), h

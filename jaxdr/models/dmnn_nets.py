@@ -194,6 +194,7 @@ ARCHS = {
     "dmnn101": (lambda **kw: DMNNResNet(stage_sizes=(3, 4, 23, 3), imagenet_stem=True, **_IMAGENET, **kw),
                 "resnet101"),
     "dmnn50_cifar": (lambda **kw: DMNNResNet(stage_sizes=(3, 4, 6, 3), **_IMAGENET, **kw), "resnet50_cifar"),
+    "dmnn_resnet8": (lambda **kw: DMNNResNet(stage_sizes=(1, 1, 1), **kw), "resnet8"),
     "dmnn_resnet20": (lambda **kw: DMNNResNet(stage_sizes=(3, 3, 3), **kw), "resnet20"),
     "dmnn_resnet_cifar": (lambda **kw: DMNNResNet(stage_sizes=(9, 9, 9), **kw), "resnet56"),
     "dmnn_mobilenet_v2": (lambda **kw: DMNNMobileNetV2(**kw), "mobilenet_v2"),

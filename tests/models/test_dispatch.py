@@ -27,7 +27,7 @@ def test_compact_and_scatter():
 
 
 def test_on_rows_runs_only_what_is_on():
-  """Equal to the dense result where on and 0 elsewhere, for every count (0 .. all); the
+  """acc + scale * the dense result where on, acc elsewhere, for every count (0 .. all); the
   function sees only as many rows as the chosen capacity (traced shapes recorded)."""
   x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
   w = jax.random.normal(jax.random.PRNGKey(1), (3, 2))
@@ -38,13 +38,15 @@ def test_on_rows_runs_only_what_is_on():
     seen.add(rows.shape[0])
     return jnp.tanh(rows @ shared) * per_row
 
-  run = jax.jit(lambda x, on: dispatch.on_rows(fn, x, on, (2, 4, 6), (6, 2), per_row=scale, shared=w))
+  acc, gain = jnp.full((6, 2), 0.5), jnp.linspace(0.5, 1.0, 6)
+  run = jax.jit(lambda x, on: dispatch.on_rows(fn, x, on, (2, 4, 6), acc, scale=gain, per_row=scale,
+                                               shared=w))
   rng = np.random.default_rng(0)
   for count in range(7):
     on = np.zeros(6, bool)
     on[rng.permutation(6)[:count]] = True
-    want = np.where(on[:, None], np.tanh(x @ w) * scale, 0.0)
+    want = 0.5 + np.where(on[:, None], np.tanh(x @ w) * scale * gain[:, None], 0.0)
     np.testing.assert_allclose(run(x, jnp.asarray(on)), want, rtol=1e-6, atol=1e-6)
   assert seen == {2, 4, 6}
   with pytest.raises(ValueError, match="capacities"):
-    dispatch.on_rows(fn, x, jnp.ones(6, bool), (2, 4), (6, 2), per_row=scale, shared=w)
+    dispatch.on_rows(fn, x, jnp.ones(6, bool), (2, 4), acc, per_row=scale, shared=w)

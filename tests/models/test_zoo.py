@@ -63,7 +63,10 @@ def test_output_shapes_on_every_input_size(name):
 @pytest.mark.parametrize("name", sorted(models.names()))
 def test_every_model_runs_on_28x28x1(name, tiny, images):
   width = {"resnet18": 1 / 16, "resnet56": 0.25, "resnet110": 0.25, "resnet101": 1 / 16,
-           "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25}
+           "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25, "resnet50_cifar": 1 / 16,
+           "dmnn50": 1 / 16, "dmnn101": 1 / 16, "dmnn50_cifar": 1 / 16, "dmnn_resnet20": 0.25,
+           "dmnn_resnet_cifar": 0.25, "dmnn_mobilenet_v2": 0.25, "dmnn_mobilenet_v2_1.4": 0.25 / 1.4,
+           "dmnn_mobilenet_v2_cifar": 0.25}
   model, variables = tiny(name, **({"width": width[name]} if name in width else {}))
   logits = models.apply(model, variables, images(2))
   assert logits.shape == (2, 10)
