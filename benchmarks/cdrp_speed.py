@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -30,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jaxdr import cpu_runtime, models  # noqa: E402
-from jaxdr.methods import cdrp  # noqa: E402
+from jaxdr import cpu_runtime, models, ops  # noqa: E402
+from jaxdr.methods.drnet import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
 
 
@@ -178,6 +177,9 @@ def main():
                       help="memory allocator (jaxdr/cpu_runtime.py)")
   parser.add_argument("--xla_cpu_ynn", default="true", choices=("true", "false"),
                       help="XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py)")
+  parser.add_argument("--conv_impl", default="native", choices=ops.CONV_IMPLS,
+                      help="how the JAX convs run (jaxdr/ops/conv.py); 'native' = 'auto' plus the "
+                           "native kernel where it builds")
   args = parser.parse_args()
   cpu_runtime.ensure_allocator(args.allocator)
   cpu_runtime.set_ynn(args.xla_cpu_ynn == "true")
@@ -186,13 +188,14 @@ def main():
     torch.set_num_threads(args.threads)
 
   load_before = os.getloadavg()
-  model = models.create("vgg16", num_classes=10, image_size=32, input_channels=3, width=args.width)
+  model = models.create("vgg16", num_classes=10, image_size=32, input_channels=3, width=args.width,
+                        conv_impl=args.conv_impl)
   variables = models.init(model, jax.random.PRNGKey(0))
   images = jax.random.normal(jax.random.PRNGKey(1), (args.batch, 32, 32, 3))
   net = torch_vgg(model, variables)
   x_t = torch.from_numpy(np.asarray(images).transpose(0, 3, 1, 2).copy())
   logit_diff = float(np.max(np.abs(net(x_t).detach().numpy() - np.asarray(models.apply(model, variables, images)))))
-  base = cdrp.Options(steps=args.steps)
+  base = cdrp.CdrpOptions(steps=args.steps)
   n1 = args.one_image_count
 
   # Every variant runs once per round, rounds alternate: load bursts from other jobs on the
@@ -201,7 +204,7 @@ def main():
   batched_names = []
   for spec in args.loops.split(","):
     loop, unroll = spec.split(":")
-    opts = cdrp.Options(steps=args.steps, loop=loop, unroll=int(unroll))
+    opts = cdrp.CdrpOptions(steps=args.steps, loop=loop, unroll=int(unroll))
     one_opts = one_opts if batched_names else opts  # one image at a time: the first loop spec
     fit, compile_s = compile_jax(model, variables, images, opts)
     name = f"JAX batched vmap, loop={loop} unroll={unroll} (B={args.batch})"
@@ -211,7 +214,7 @@ def main():
   one_name = f"JAX one image at a time, loop={one_opts.loop} unroll={one_opts.unroll}"
   variants[one_name] = (n1, lambda: [_block(one_fit(variables, images[i:i + 1]))[0] for i in range(n1)],
                         None)
-  torch_fit(net, x_t[:2], cdrp.Options(steps=1), batched=True)  # warm-up
+  torch_fit(net, x_t[:2], cdrp.CdrpOptions(steps=1), batched=True)  # warm-up
   torch_one_name = "PyTorch one image at a time (the papers' way)"
   variants[torch_one_name] = (n1, lambda: torch_fit(net, x_t[:n1], base, batched=False), None)
   torch_name = f"PyTorch batched gates (B={args.batch})"
@@ -249,7 +252,7 @@ def main():
       f"{args.rounds} rounds of every variant, alternating; images/s is the median round (best "
       "round alongside). `python benchmarks/cdrp_speed.py " + " ".join(sys.argv[1:]) + "`.",
       "",
-      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
+      f"Machine: {cpu_runtime.cpu_model()}, {os.cpu_count()} CPU cores, conv_impl {args.conv_impl}, jax "
       f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
       f"threads), {cpu_runtime.describe()}. Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
       "(the CPU is shared with other jobs; numbers move with the load).",

@@ -11,6 +11,8 @@ import os
 import runpy
 import types
 
+from jaxdr.methods.car.options import CarOptions
+
 
 def _sibling(name):
   """Another config file of this folder, run from its path (configs are not a package)."""
@@ -31,11 +33,10 @@ def get_config():
   config.train.schedule = "step"
   config.train.milestones = (30, 60)
   config.train.eval_batch_size = 250
-  car = config.car
+  car = config.car = CarOptions().to_config()
   car.layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
   car.max_relative_drop = 0.05  # the paper: iterate while within a relative 5% of the original
   car.final_relative_drop = 0.05
-  car.per_iteration = 1
   car.train_examples = 20000  # read into memory: scoring set + fine-tuning data
   car.score_examples = 10000  # from the end of those (10 per class)
   car.balanced = False  # ImageNet's first 20000 train images need not hold 10 of every class

@@ -6,6 +6,8 @@ import os
 import runpy
 import types
 
+from jaxdr.methods.car.options import CarOptions
+
 
 def _sibling(name):
   """Another config file of this folder, run from its path (configs are not a package)."""
@@ -15,4 +17,5 @@ def _sibling(name):
 def get_config():
   config = _sibling("car_fashion_mnist").get_config()
   config.dataset.name = "mnist"
+  config.car = CarOptions().to_config()
   return config

@@ -9,16 +9,11 @@ threshold chosen to keep more than 90% of the channels (section 4.5).
     python -m jaxdr.main --config=configs/drnet_vgg16_cifar10.py --workdir=DIR \
         --config.pretrained=TRAINED_WORKDIR
 """
-import os
-import runpy
-import types
-
 import ml_collections
 
+from jaxdr.training.options import TrainOptions
 
-def _sibling(name):
-  """Another config file of this folder, run from its path (configs are not a package)."""
-  return types.SimpleNamespace(**runpy.run_path(os.path.join(os.path.dirname(__file__), name + ".py")))
+from jaxdr.methods.drnet.options import DrnetOptions
 
 
 # (model, dataset) -> (model name, union_thr); DRNet section 4.1.
@@ -38,25 +33,11 @@ MOBILENET_NAMED = (("airplane", "truck"), ("automobile", "deer"), ("cat", "dog")
 
 
 def _train(c, epochs, batch_size, weight_decay):
-  t = c.train = ml_collections.ConfigDict()
-  t.batch_size = batch_size
-  t.epochs = epochs
-  t.optimizer = "sgd"
-  t.learning_rate = 0.1
-  t.momentum = 0.9
-  t.nesterov = False
-  t.weight_decay = weight_decay
-  t.schedule = "cosine"
-  t.warmup_epochs = 0.0
-  t.milestones = ()
-  t.gamma = 0.1
-  t.log_every_steps = 100
-  t.checkpoint_every_steps = 1000
-  t.eval_batch_size = 500
-  t.eval_every_epochs = 10
-  t.max_steps = 0
-  t.steps_per_epoch = 0
-  t.num_eval_examples = 0
+  """DRNet section 4: SGD lr 0.1, momentum 0.9 (cosine schedule)."""
+  c.train = TrainOptions(batch_size=batch_size, epochs=epochs, learning_rate=0.1, momentum=0.9,
+                         weight_decay=weight_decay, schedule="cosine", log_every_steps=100,
+                         checkpoint_every_steps=1000, eval_batch_size=500,
+                         eval_every_epochs=10).to_config()
 
 
 def get_config(setting="vgg16_cifar10"):
@@ -67,7 +48,7 @@ def get_config(setting="vgg16_cifar10"):
   c.method = "drnet"
   c.seed = 0
   c.pretrained = ""
-  d = c.drnet = _sibling("drnet_fashion_mnist").drnet_defaults()
+  d = c.drnet = DrnetOptions().to_config()
   d.superclass_subtasks = False
   if dataset == "imagenet2012":
     if model != "vgg16":

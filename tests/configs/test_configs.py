@@ -48,7 +48,11 @@ def test_config_validates(path, arg):
   config = module.get_config() if arg is None else module.get_config(arg)
   assert isinstance(config.seed, int)
   if config.method != "train":
-    importlib.import_module(f"jaxdr.methods.{config.method}")
+    method = importlib.import_module(f"jaxdr.methods.{config.method}")
+    # The method's section is its options dataclass's (every key known, every value valid).
+    options = {"drnet": "DrnetOptions", "car": "CarOptions"}.get(config.method)
+    if options:
+      getattr(method, options).from_config(config[config.method], config.method)
   if "model" in config:
     assert config.model.name in models.names(), config.model.name
   if "dataset" in config:

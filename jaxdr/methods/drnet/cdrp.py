@@ -20,55 +20,49 @@ per-example optimiser step (SGD, clip, top-1 bookkeeping) ``vmap``ed over the im
 Examples never interact (eval mode, per-example loss), so each image's gates equal
 fitting that image alone.
 
-    fit = cdrp.make_fitter(model, cdrp.Options())
+    fit = cdrp.make_fitter(model, cdrp.CdrpOptions())
     gates, info = fit(variables, images)      # gates: {gate_key: [B, C]}
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxdr import models
+from jaxdr import options as options_lib
 
 LOOPS = ("scan", "fori", "python")
 ON_TOP1_CHANGE = ("reset", "best")
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """CDRP hyper-parameters (DRNet / CDRP defaults); ``loop``/``unroll`` only change speed."""
+class CdrpOptions(options_lib.Options):
+  """CDRP hyper-parameters (DRNet / CDRP defaults), the ``drnet.cdrp`` config section;
+  ``loop``/``unroll`` only change speed (see benchmarks/results/cdrp_speed.md)."""
   steps: int = 30
   learning_rate: float = 0.1
   momentum: float = 0.9
-  gamma: float = 0.05
+  gamma: float = 0.05  # loss KL + gamma * L1
   clip_min: float = 0.0
   clip_max: float = 10.0
-  on_top1_change: str = "reset"
-  loop: str = "scan"
+  on_top1_change: str = "reset"  # 'reset' (to all ones) | 'best' (lowest-loss unchanged-top-1 gates)
+  loop: str = "scan"  # 'scan' | 'fori' | 'python'
   unroll: int = 1
 
   def __post_init__(self):
-    if self.steps < 0:
-      raise ValueError(f"cdrp steps must be >= 0, got {self.steps}")
-    if self.loop not in LOOPS:
-      raise ValueError(f"cdrp loop must be one of {LOOPS}, got {self.loop!r}")
-    if self.on_top1_change not in ON_TOP1_CHANGE:
-      raise ValueError(f"cdrp on_top1_change must be one of {ON_TOP1_CHANGE}, got {self.on_top1_change!r}")
-    if self.unroll < 1:
-      raise ValueError(f"cdrp unroll must be >= 1, got {self.unroll}")
-    if not self.clip_min <= self.clip_max:
-      raise ValueError(f"cdrp needs clip_min <= clip_max, got [{self.clip_min}, {self.clip_max}]")
-
-  @classmethod
-  def from_config(cls, section: Mapping[str, Any]) -> "Options":
-    """Reads the fields of a ``drnet`` config section (unknown keys are ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: section[k] for k in names if k in section})
+    check = options_lib.check
+    check(self.steps >= 0, f"cdrp steps must be >= 0, got {self.steps}")
+    check(self.loop in LOOPS, f"cdrp loop must be one of {LOOPS}, got {self.loop!r}")
+    check(self.on_top1_change in ON_TOP1_CHANGE,
+          f"cdrp on_top1_change must be one of {ON_TOP1_CHANGE}, got {self.on_top1_change!r}")
+    check(self.unroll >= 1, f"cdrp unroll must be >= 1, got {self.unroll}")
+    check(self.clip_min <= self.clip_max,
+          f"cdrp needs clip_min <= clip_max, got [{self.clip_min}, {self.clip_max}]")
 
 
 @dataclasses.dataclass
@@ -84,11 +78,11 @@ jax.tree_util.register_dataclass(_State, data_fields=["gates", "opt_state", "bes
                                  meta_fields=[])
 
 
-def _optimizer(options: Options) -> optax.GradientTransformation:
+def _optimizer(options: CdrpOptions) -> optax.GradientTransformation:
   return optax.sgd(options.learning_rate, momentum=options.momentum or None)
 
 
-def _batch_loss_fn(model, variables, options: Options):
+def _batch_loss_fn(model, variables, options: CdrpOptions):
   """loss(gates {key: [B, C]}, images [B, H, W, C], target_logp [B, K]) -> (loss [B], logits [B, K]):
   each image's KL + gamma * L1 under its own gates, in one batched forward."""
   def loss(gates, images, target_logp):
@@ -100,7 +94,7 @@ def _batch_loss_fn(model, variables, options: Options):
   return loss
 
 
-def _loss_and_grads(model, variables, options: Options, gates, images, target_logp):
+def _loss_and_grads(model, variables, options: CdrpOptions, gates, images, target_logp):
   """Per-example (loss [B], logits [B, K], d loss_b / d gates_b {key: [B, C]}): the gradient
   of the summed loss, since example b's loss depends only on its own gates."""
   loss = _batch_loss_fn(model, variables, options)
@@ -114,7 +108,7 @@ def _loss_and_grads(model, variables, options: Options, gates, images, target_lo
 
 
 @functools.lru_cache(maxsize=16)
-def make_fitter(model, options: Options = Options()) -> Callable:
+def make_fitter(model, options: CdrpOptions = CdrpOptions()) -> Callable:
   """Returns ``fit(variables, images [B, H, W, C]) -> (gates {key: [B, C]}, info)``.
 
   ``info``: ``loss`` [B] (loss of the returned gates' last evaluation), ``changed`` [B]
@@ -201,6 +195,7 @@ def make_fitter(model, options: Options = Options()) -> Callable:
   return fit_jit
 
 
-def fit_gates(model, variables, images, options: Options = Options()) -> Tuple[Dict[str, jnp.ndarray], dict]:
+def fit_gates(model, variables, images, options: CdrpOptions = CdrpOptions()
+              ) -> Tuple[Dict[str, jnp.ndarray], dict]:
   """One-shot convenience: ``make_fitter(model, options)(variables, images)``."""
   return make_fitter(model, options)(variables, images)

@@ -12,9 +12,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from jaxdr import models
+from jaxdr.errors import ConfigError
 
 
-def _kernel(variables: Mapping[str, Any], layer: models.Layer) -> np.ndarray:
+def layer_kernel(variables: Mapping[str, Any], layer: models.Layer) -> np.ndarray:
+  """The kernel of ``layer`` as numpy: HWIO for a conv, [in, out] for a dense layer."""
   params = variables["params"]
   for name in layer.path:
     params = params[name]
@@ -26,8 +28,8 @@ def incoming_importance(model, variables: Mapping[str, Any], key: str) -> np.nda
   graph = models.describe(model)
   producers = graph.producers(key)
   if not producers:
-    raise ValueError(f"no layer produces gate {key!r}")
-  return np.mean([np.abs(_kernel(variables, l)).reshape(-1, l.out_channels).mean(0)
+    raise ConfigError(f"no layer produces gate {key!r}")
+  return np.mean([np.abs(layer_kernel(variables, l)).reshape(-1, l.out_channels).mean(0)
                   for l in producers], axis=0)
 
 
@@ -36,11 +38,11 @@ def outgoing_importance(model, variables: Mapping[str, Any], key: str) -> np.nda
   graph = models.describe(model)
   consumers = graph.consumers(key)
   if not consumers:
-    raise ValueError(f"no layer consumes gate {key!r}")
+    raise ConfigError(f"no layer consumes gate {key!r}")
   channels = graph.gate(key).channels
   per_layer = []
   for l in consumers:
-    w = np.abs(_kernel(variables, l))
+    w = np.abs(layer_kernel(variables, l))
     if l.kind == "dense":  # rows (position, channel)-major: channel c owns rows c, c + C, ...
       per_layer.append(w.reshape(-1, channels, w.shape[-1]).mean(axis=(0, 2)))
     elif l.depthwise:
