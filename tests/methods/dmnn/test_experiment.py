@@ -12,6 +12,7 @@ import pytest
 from jaxdr import costs
 from jaxdr.errors import ConfigError
 from jaxdr.methods import dmnn as dmnn_method
+from jaxdr.models import dmnn_nets
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--config.model.width=0.0625", "--config.model.conv_impl=xla", "--config.dataset.image_size=32",
@@ -77,3 +78,15 @@ def test_bad_input_is_a_config_error(changes, message, tmp_path):
     dmnn_method.run(_config(**changes), tmp_path)
   assert message in str(e.value) and "\n" not in str(e.value)
   assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_twin_config_is_what_the_default_job_trains_as_its_twin():
+  dmnn_config = runpy.run_path(os.path.join(REPO, "configs", "dmnn_fashion_mnist.py"))["get_config"]()
+  twin = runpy.run_path(os.path.join(REPO, "configs", "dmnn_fashion_mnist_twin.py"))["get_config"]()
+  assert dmnn_config.dmnn.twin and twin.method == "train"
+  assert twin.model.name == dmnn_nets.twin(dmnn_config.model.name) == "resnet20"
+  for section in ("seed", "dataset", "train"):
+    want, got = dmnn_config[section], twin[section]
+    assert (got.to_dict() if hasattr(got, "to_dict") else got) == (
+        want.to_dict() if hasattr(want, "to_dict") else want), section
+  assert twin.model.width == dmnn_config.model.width
