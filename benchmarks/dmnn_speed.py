@@ -13,11 +13,16 @@ forward of the same network (same variables) on real test images:
             the images whose gate is on are gathered into the smallest of ``--buckets``
             capacities, computed and put back).
 
-Batch 1 is timed two ways: each image its own call (JAX's per-call dispatch, ~0.1 ms here,
-included, as a server would see it), and all images in one jitted `lax.map` whose steps
-are single images (the network's own latency: `lax.cond` still runs one branch there, as
-`lax.map` is a loop, not a `vmap`). Larger batches: consecutive test images, one call each. Reported per image: median over ``--repeats`` passes;
-the ratio to all-on, next to the mean executed-FLOPs ratio of the very images timed (the
+With ``--paths=random`` the controllers' decisions are replaced by per-image random gates
+(a per-row mask [B, N]; each sub-block on with probability ``--random_rate``): a trained
+network whose controllers route every image the same way never exercises the gather of the
+batch dispatch, this does.
+
+Batch 1 is timed two ways: each image its own call (JAX's per-call dispatch included, as a
+server would see it), and all images in one jitted `lax.map` whose steps are single images
+(the network's own latency: `lax.cond` still runs one branch there, as `lax.map` is a loop,
+not a `vmap`). Larger batches: consecutive test images, one call each. Reported per image:
+median over ``--repeats`` passes; the ratio to all-on, next to the mean executed-FLOPs ratio of the very images timed (the
 targets: <= ratio + 0.10 at batch 1, <= ratio + 0.15 at batch 128). Skip's logits are checked
 against the masked path's first. Writes a markdown file with the CPU model (``lscpu``).
 
@@ -39,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
 from jaxdr import cpu_runtime, data, masks, models
 from jaxdr.methods import dmnn as dmnn_method
 from jaxdr.models import dmnn
@@ -51,6 +58,11 @@ flags.DEFINE_integer("images", 1024, "Test images timed per pass (batch 1: that 
 flags.DEFINE_integer("repeats", 5, "Timed passes per variant (median reported).")
 flags.DEFINE_integer("buckets", 8, "Capacities per batch of the skip dispatch (batch / buckets steps).")
 flags.DEFINE_string("out", "benchmarks/results/dmnn_speed.md", "Markdown file to write.")
+flags.DEFINE_enum("paths", "trained", ["trained", "random"],
+                  "Gates: the trained controllers' ('trained'), or per image random ('random': each "
+                  "sub-block on with probability --random_rate, as a per-row mask [B, N] that replaces "
+                  "the controllers; what the dispatch costs when images do take different paths).")
+flags.DEFINE_float("random_rate", 0.5, "Probability a sub-block is on with --paths=random.")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
 
 VARIANTS = ("all-on", "masked", "skip")
@@ -95,32 +107,42 @@ def main(argv):
   graph = models.describe(model)
   all_on = masks.ones_mask([graph.gate(k) for k, _ in graph.groups])
   rows, lines = [], []
+  rng = np.random.default_rng(0)
+  keys = [k for k, _ in graph.groups]
+
+  def gates_mask(batch):
+    if FLAGS.paths == "trained":
+      return None
+    return {k: jnp.asarray(rng.random((batch, model.paths)) < FLAGS.random_rate, jnp.float32) for k in keys}
+
   for batch in (int(b) for b in FLAGS.batch_sizes):
     n = (len(images) // batch) * batch
-    batches = [jnp.asarray(images[i:i + batch]) for i in range(0, n, batch)]
+    batches = [(jnp.asarray(images[i:i + batch]), gates_mask(batch)) for i in range(0, n, batch)]
     fast = model.clone(dispatch="skip", buckets=FLAGS.buckets)
-    fns = {"all-on": jax.jit(lambda v, x: models.apply(model, v, x, all_on)),
-           "masked": jax.jit(lambda v, x: dmnn.forward(model, v, x)[:2]),
-           "skip": jax.jit(lambda v, x: models.apply(fast, v, x))}
+    fns = {"all-on": jax.jit(lambda v, x, m: models.apply(model, v, x, all_on)),
+           "masked": jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[:2]),
+           "skip": jax.jit(lambda v, x, m: models.apply(fast, v, x, m))}
     compile_s = {}
     for name, fn in fns.items():
       start = time.perf_counter()
-      jax.block_until_ready(fn(variables, batches[0]))
+      jax.block_until_ready(fn(variables, *batches[0]))
       compile_s[name] = time.perf_counter() - start
-    gates = np.concatenate([np.asarray(fns["masked"](variables, b)[1].gates) for b in batches])
-    worst = max(float(jnp.max(jnp.abs(fns["skip"](variables, b) - fns["masked"](variables, b)[0])))
+    gates = np.concatenate([np.asarray(fns["masked"](variables, *b)[1].gates) for b in batches])
+    worst = max(float(jnp.max(jnp.abs(fns["skip"](variables, *b) - fns["masked"](variables, *b)[0])))
                 for b in batches[:4])
     ratio = float(table.executed(gates).mean() / table.total_macs)
-    calls = {k: (lambda x, f=f: f(variables, x)) for k, f in fns.items()}
+    calls = {k: (lambda b, f=f: f(variables, *b)) for k, f in fns.items()}
     modes = {"per call": (calls, batches)}
     if batch == 1:  # the same single-image forwards as one jitted loop (no per-call dispatch)
-      stacked = jnp.asarray(images[:n])
-      looped = {k: jax.jit(lambda v, xs, f=f: jax.lax.map(lambda x: f(v, x[None]), xs)) for k, f in fns.items()}
+      stacked = (jnp.asarray(images[:n]), None if batches[0][1] is None else
+                 jax.tree.map(lambda *a: jnp.stack(a), *[m for _, m in batches]))
+      looped = {k: jax.jit(lambda v, xs, ms, f=f: jax.lax.map(
+          lambda xm: f(v, xm[0][None], xm[1]), (xs, ms))) for k, f in fns.items()}
       for k, f in looped.items():
         start = time.perf_counter()
-        jax.block_until_ready(f(variables, stacked))
+        jax.block_until_ready(f(variables, *stacked))
         compile_s[k + " loop"] = time.perf_counter() - start
-      modes["in one jit (lax.map)"] = ({k: (lambda x, f=f: f(variables, x)) for k, f in looped.items()},
+      modes["in one jit (lax.map)"] = ({k: (lambda b, f=f: f(variables, *b)) for k, f in looped.items()},
                                        [stacked])
     target = ratio + (0.10 if batch == 1 else 0.15)
     for mode, (fn_map, data_) in modes.items():
@@ -160,7 +182,10 @@ def main(argv):
       f"- CPU: {cpu}; jax {jax.__version__} on {jax.devices()[0].device_kind}; "
       f"{cpu_runtime.describe()}",
       f"- model: `{FLAGS.model_dir}` ({type(model).__name__}, N={model.paths}, {len(table.blocks)} gated "
-      f"blocks, conv_impl {model.conv_impl}); all-on {table.total_macs / 1e6:.2f}M MACs per image "
+      f"blocks, conv_impl {model.conv_impl}); gates: "
+      + (f"per image random (each sub-block on with probability {FLAGS.random_rate:g}, a per-row mask "
+         "in place of the controllers)" if FLAGS.paths == "random" else "the trained controllers'")
+      + f"; all-on {table.total_macs / 1e6:.2f}M MACs per image "
       f"(controllers {table.controller_macs / 1e6:.3f}M extra); dataset {dataset}",
       f"- skip dispatch: {FLAGS.buckets} capacities per batch; median of {FLAGS.repeats} passes "
       "(spread = (max - min) / median)",
