@@ -40,6 +40,8 @@ PARAM_COUNTS = [
     ("resnet20", CIFAR10, 272_474),            # He et al. 0.27M (option A); ours: B projections
     ("resnet56", CIFAR10, 855_770),            # 0.85M
     ("resnet110", CIFAR10, 1_730_714),         # 1.7M
+    ("resnet8", CIFAR10, 78_042),              # DMNN's small twin (dmnn_resnet8)
+    ("resnet50_cifar", CIFAR10, 23_520_842),   # resnet50 with a 3x3 stride-1 stem (dmnn50_cifar's twin)
     ("resnet50", IMAGENET, 25_557_032),        # torchvision
     ("resnet101", IMAGENET, 44_549_160),       # torchvision
     ("mobilenet_v2", IMAGENET, 3_504_872),     # torchvision
