@@ -53,14 +53,16 @@ def bars(series: Mapping[str, Sequence[float]], labels: Sequence[str], path, *, 
 def heatmap(values: np.ndarray, path, *, row_labels: Sequence[str], col_labels: Sequence[str],
             xlabel: str, ylabel: str, colorbar_label: str, title: str = "",
             vmin: Optional[float] = None, vmax: Optional[float] = None, annotate: bool = True,
-            fmt: str = "{:.2f}"):
+            fmt: str = "{:.2f}", cell: Tuple[float, float] = (0.5, 0.45)):
   """``values`` [R, C] as colours with a labelled colour bar (and the values written in the
-  cells with ``annotate``)."""
+  cells with ``annotate``); ``cell``: inches per column and per row."""
   plt = _pyplot()
   values = np.asarray(values)
-  fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * values.shape[1] + 1.5), max(3.5, 0.45 * values.shape[0] + 1)))
-  im = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax)
-  ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right")
+  fig, ax = plt.subplots(figsize=(max(4.0, cell[0] * values.shape[1] + 1.5),
+                                  max(3.5, cell[1] * values.shape[0] + 1)))
+  im = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")  # cells of ``cell`` inches
+  ax.set_xticks(range(len(col_labels)), col_labels, rotation=60 if cell[0] >= 0.4 else 90,
+                ha="right" if cell[0] >= 0.4 else "center", fontsize=None if cell[0] >= 0.4 else 6)
   ax.set_yticks(range(len(row_labels)), row_labels)
   if annotate:
     mid = (np.nanmin(values) + np.nanmax(values)) / 2 if vmin is None or vmax is None else (vmin + vmax) / 2
@@ -68,7 +70,7 @@ def heatmap(values: np.ndarray, path, *, row_labels: Sequence[str], col_labels: 
       for j in range(values.shape[1]):
         ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=6,
                 color="white" if values[i, j] < mid else "black")
-  fig.colorbar(im, ax=ax, label=colorbar_label)
+  fig.colorbar(im, ax=ax, label=colorbar_label, fraction=0.05, pad=0.02)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if title:

@@ -50,7 +50,7 @@ def test_config_validates(path, arg):
   if config.method != "train":
     method = importlib.import_module(f"jaxdr.methods.{config.method}")
     # The method's section is its options dataclass's (every key known, every value valid).
-    options = {"drnet": "DrnetOptions", "car": "CarOptions"}.get(config.method)
+    options = {"drnet": "DrnetOptions", "car": "CarOptions", "whitebox": "WhiteboxOptions"}.get(config.method)
     if options:
       getattr(method, options).from_config(config[config.method], config.method)
   if "model" in config:
