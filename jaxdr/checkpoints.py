@@ -5,8 +5,9 @@
     model, variables = load_pretrained(path, model_kwargs)   # a saved model, or a PyTorch .pth
 
 ``dir/model.json`` holds ``{"name": ..., "kwargs": {num_classes, image_size,
-input_channels, width, channels}}`` (``channels``: space -> width, what channel surgery
-sets, so a sliced model restores as itself); ``dir/variables`` is an orbax
+input_channels, width, channels, <the architecture's options>}}`` (``channels``: space ->
+width, what channel surgery sets, so a sliced model restores as itself; options:
+`models.options(name)`, e.g. DMNN's ``paths``); ``dir/variables`` is an orbax
 StandardCheckpointer directory. Paths may be local or ``gs://`` (etils.epath). How the
 convs run (``conv_impl``) is a run option, not stored: a model saved with one loads with
 any other (model.json files that still hold one load too; the stored value is ignored).
@@ -61,9 +62,10 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   (``conv_impl`` in ``model_kwargs`` is accepted and not stored)."""
   directory = epath.Path(directory)
   kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name" and k not in RUN_OPTIONS}
-  unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+  allowed = MODEL_KWARGS + models.options(model_name)  # + the architecture's own (DMNN: paths, ...)
+  unknown = sorted(set(kwargs) - set(allowed))
   if unknown:
-    raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(MODEL_KWARGS)}")
+    raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(allowed)}")
   kwargs["channels"] = {str(k): int(v) for k, v in dict(kwargs.get("channels") or {}).items()}
   models.create(model_name, **kwargs)  # fail here, not at load time, on a bad name/argument
   directory.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,10 @@ Modes:
   'masked'   every gate point on its own: the saving the mask expresses.
   'physical' what `jaxdr.surgery` really cuts (`surgery.removal_plan`, strict=False):
              residual-stream channels only where closed at every gate point of their space.
-Exact counts are numpy int64. For a per-example mask [B, C] the exact counts treat a channel
-as open if it is open for any example; `soft_costs` gives per-example differentiable counts.
+Group gates (`graph.Graph.groups`: DMNN's sub-block gates) count through the channel gates
+they control: a closed sub-block costs nothing. Exact counts are numpy int64. For a
+per-example mask [B, C] the exact counts treat a channel as open if it is open for any
+example; `soft_costs` gives per-example differentiable counts.
 """
 from __future__ import annotations
 
@@ -87,6 +89,8 @@ def count(model_or_graph, mask: Optional[Mapping[str, Any]] = None, mode: str = 
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   graph = _graph(model_or_graph)
   masks.validate_mask(mask, graph.gates)
+  if mask and graph.groups:  # DMNN sub-block gates close their sub-blocks' channels
+    mask = graph_lib.expand_groups(graph, {k: np.asarray(v) for k, v in mask.items()})
   if mode == "physical":
     open_ = surgery.removal_plan(graph, mask, strict=False, channel_multiple=channel_multiple)
   else:
@@ -113,7 +117,7 @@ def soft_costs(graph: graph_lib.Graph, mask: Optional[Mapping[str, jnp.ndarray]]
   """Differentiable (params, MACs) under soft gates: a gate's open count is the sum of its
   values (so 0/1 gates give the 'masked' count). jit/grad-friendly; a [B, C] mask gives [B]
   per-example counts."""
-  mask = mask or {}
+  mask = graph_lib.expand_groups(graph, mask) or {}
   params, macs = 0.0, 0.0
   for layer in graph.layers:
     g_in = mask.get(layer.src) if layer.src else None

@@ -34,12 +34,12 @@ SHORT_MOBILENET = (dict(image_size=16, width=0.125),
                    dict(head_width=64, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2))))
 # Same code paths as a cheaper model above (more blocks / other widths and strides only):
 # resnet18 ~ resnet20, resnet56/110 ~ resnet20, resnet101 ~ resnet50, mobilenet_v2(_1.4) ~
-# mobilenet_v2_cifar, vgg16_bn_torchvision ~ vgg16_torchvision (+ BN as vgg16),
-# resnet18_torchvision ~ resnet50 (ImageNet stem) + resnet20 (basic blocks), alexnet_caffe ~
-# alexnet. Their twins pin masked == sliced; for them the tests check what surgery builds
-# (widths, variables, costs) without compiling a forward.
+# mobilenet_v2_cifar, resnet50_cifar ~ resnet50 (+ resnet20's stem), vgg16_bn_torchvision ~
+# vgg16_torchvision (+ BN as vgg16), resnet18_torchvision ~ resnet50 (ImageNet stem) + resnet20
+# (basic blocks), alexnet_caffe ~ alexnet. Their twins pin masked == sliced; for them the tests
+# check what surgery builds (widths, variables, costs) without compiling a forward.
 TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4",
-         "vgg16_bn_torchvision", "resnet18_torchvision", "alexnet_caffe"}
+         "vgg16_bn_torchvision", "resnet18_torchvision", "alexnet_caffe", "resnet50_cifar"}
 
 
 def tiny(name):

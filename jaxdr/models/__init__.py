@@ -7,13 +7,13 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdr.models import alexnet, lenet, mobilenet, resnet, vgg
+from jaxdr.models import alexnet, dmnn_nets, lenet, mobilenet, resnet, vgg
 from jaxdr.models import convnet  # DRNet Fig. 8's MNIST net
 from jaxdr.models.graph import Graph, Layer, describe  # noqa: F401
 from jaxdr.ops import CONV_IMPLS, native_conv  # noqa: F401
@@ -24,6 +24,7 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
     "vgg16_bn_torchvision": lambda **kw: vgg.TorchvisionVGG(batch_norm=True, **kw),
     "resnet18": lambda **kw: resnet.ResNet(stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512),
                                            stem_width=64, **kw),
+    "resnet8": lambda **kw: resnet.ResNet(stage_sizes=(1, 1, 1), **kw),
     "resnet18_torchvision": lambda **kw: resnet.ResNet(
         stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512), stem_width=64, imagenet_stem=True, **kw),
     "resnet20": lambda **kw: resnet.ResNet(stage_sizes=(3, 3, 3), **kw),
@@ -33,6 +34,9 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
                                            stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
     "resnet101": lambda **kw: resnet.ResNet(stage_sizes=(3, 4, 23, 3), stage_widths=(64, 128, 256, 512),
                                             stem_width=64, bottleneck=True, imagenet_stem=True, **kw),
+    # ResNet-50 on 32x32 inputs: 3x3 stride-1 stem, no max-pool (the twin of 'dmnn50_cifar').
+    "resnet50_cifar": lambda **kw: resnet.ResNet(stage_sizes=(3, 4, 6, 3), stage_widths=(64, 128, 256, 512),
+                                                 stem_width=64, bottleneck=True, **kw),
     "mobilenet_v2": lambda **kw: mobilenet.MobileNetV2(**kw),
     "mobilenet_v2_1.4": lambda **kw: mobilenet.MobileNetV2(**dict(kw, width=1.4 * kw.get("width", 1.0))),
     "mobilenet_v2_cifar": lambda **kw: mobilenet.MobileNetV2(stages=mobilenet.CIFAR_STAGES, stem_stride=1,
@@ -44,13 +48,28 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-# The architectures jaxdr ships (what `register` adds later is not among them).
+# The static architectures jaxdr ships (what `register` adds later is not among them).
 ZOO = tuple(sorted(_ARCHS))
+# Architecture options beyond the Backbone fields a factory accepts (`create(name, **options)`).
+_OPTIONS: Dict[str, Tuple[str, ...]] = {}
 
 
-def register(name: str, factory: Callable[..., nn.Module]) -> None:
-  """Adds an architecture: ``factory(**Backbone fields) -> module``."""
+def register(name: str, factory: Callable[..., nn.Module], options: Sequence[str] = ()) -> None:
+  """Adds an architecture: ``factory(**Backbone fields, **options) -> module``; ``options``
+  names the extra constructor arguments it takes (saved with the model by `checkpoints`)."""
   _ARCHS[name] = factory
+  _OPTIONS[name] = tuple(options)
+
+
+def options(name: str) -> Tuple[str, ...]:
+  """The extra constructor arguments architecture ``name`` takes (DMNN: paths, ...)."""
+  return _OPTIONS.get(name, ())
+
+
+# DMNN (jaxdr/models/dmnn.py): dynamic networks whose blocks are N gated sub-blocks.
+DMNN = tuple(sorted(dmnn_nets.ARCHS))
+for _name, (_factory, _) in dmnn_nets.ARCHS.items():
+  register(_name, _factory, dmnn_nets.OPTIONS)
 
 
 def names():
@@ -58,8 +77,10 @@ def names():
 
 
 def create(name: str, *, num_classes: int = 10, image_size: int = 32, input_channels: int = 3,
-           width: float = 1.0, conv_impl: str = "auto", channels: Mapping[str, int] = ()) -> nn.Module:
-  """Builds architecture ``name``; ``channels`` (space -> width) is what surgery sets.
+           width: float = 1.0, conv_impl: str = "auto", channels: Mapping[str, int] = (),
+           **arch_options) -> nn.Module:
+  """Builds architecture ``name``; ``channels`` (space -> width) is what surgery sets;
+  ``arch_options``: the architecture's own options (`options(name)`, e.g. DMNN's ``paths``).
 
   ``conv_impl`` (`jaxdr.ops.conv`) is how the convs run, not part of the model's identity:
   the variables are the same for every value. 'native' loads jaxdr's native conv kernel here,
@@ -68,11 +89,15 @@ def create(name: str, *, num_classes: int = 10, image_size: int = 32, input_chan
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+  unknown = sorted(set(arch_options) - set(options(name)))
+  if unknown:
+    raise ValueError(f"model {name!r} takes no option(s) {unknown}; its options: "
+                     f"{', '.join(options(name)) or 'none'}")
   if conv_impl == "native":
     native_conv.load()
   channels = tuple(sorted(dict(channels).items()))
   return _ARCHS[name](num_classes=num_classes, image_size=image_size, input_channels=input_channels,
-                      width=width, conv_impl=conv_impl, channels=channels)
+                      width=width, conv_impl=conv_impl, channels=channels, **arch_options)
 
 
 def init(model: nn.Module, rng: jax.Array) -> Dict[str, Any]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdr import masks
 from jaxdr.models import layers
@@ -47,8 +48,11 @@ class Layer:
 
 @dataclasses.dataclass(frozen=True)
 class Graph:
+  """``groups``: ``(key, members)`` of group gates (DMNN's sub-block gates): channel i of gate
+  ``key`` opens or closes every channel of the gate points ``members[i]`` (`expand_groups`)."""
   gates: Tuple[masks.GatePoint, ...]
   layers: Tuple[Layer, ...]
+  groups: Tuple[Tuple[str, Tuple[Tuple[str, ...], ...]], ...] = ()
 
   def gate(self, key: str) -> masks.GatePoint:
     return self._gates_by_key[key]
@@ -90,7 +94,7 @@ def _describe(model_key) -> Graph:
   x = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
   with nn.intercept_methods(_record(records)):
     jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
-  gate_list, layer_list = [], []
+  gate_list, layer_list, group_list = [], [], []
   for module, args, kwargs, out in records:
     key = layers.path_key(module.scope.path)
     x_in = args[0]
@@ -99,6 +103,8 @@ def _describe(model_key) -> Graph:
       spatial = tuple(out.shape[1:3]) if out.ndim == 4 else (1, 1)
       gate_list.append((key, out.shape[-1], module.space or key, spatial))
     if isinstance(module, layers.Gate):
+      if getattr(module, "members", ()):
+        group_list.append((key, tuple(tuple(m) for m in module.members)))
       continue
     dst = key if module.gate else kwargs.get("dst")
     common = dict(path=tuple(module.scope.path), src=kwargs.get("src"), dst=dst,
@@ -117,7 +123,26 @@ def _describe(model_key) -> Graph:
     counts[space] = counts.get(space, 0) + 1
   gates = tuple(masks.GatePoint(key=k, channels=c, space=s, coupled=counts[s] > 1, spatial=sp)
                 for k, c, s, sp in gate_list)
-  return Graph(gates=gates, layers=tuple(layer_list))
+  return Graph(gates=gates, layers=tuple(layer_list), groups=tuple(group_list))
+
+
+def expand_groups(graph: Graph, mask: Optional[Mapping[str, Any]]):
+  """``mask`` with each group gate folded into its members' channel gates: member gate points
+  of group channel i are multiplied by it ([N] or [B, N] group gates give [C] or [B, C]
+  member gates). numpy in, numpy out; jax arrays otherwise. Other entries stay as they are."""
+  if not mask or not graph.groups:
+    return mask
+  out = dict(mask)
+  xp = np if all(isinstance(v, np.ndarray) for v in mask.values()) else jnp
+  for key, members in graph.groups:
+    if key not in mask:
+      continue
+    group = xp.asarray(mask[key])
+    for i, keys in enumerate(members):
+      for member in keys:
+        gate = xp.broadcast_to(group[..., i:i + 1], group.shape[:-1] + (graph.gate(member).channels,))
+        out[member] = gate if member not in out else xp.asarray(out[member]) * gate
+  return out
 
 
 def describe(model: nn.Module) -> Graph:

@@ -40,6 +40,8 @@ PARAM_COUNTS = [
     ("resnet20", CIFAR10, 272_474),            # He et al. 0.27M (option A); ours: B projections
     ("resnet56", CIFAR10, 855_770),            # 0.85M
     ("resnet110", CIFAR10, 1_730_714),         # 1.7M
+    ("resnet8", CIFAR10, 78_042),              # DMNN's small twin (dmnn_resnet8)
+    ("resnet50_cifar", CIFAR10, 23_520_842),   # resnet50 with a 3x3 stride-1 stem (dmnn50_cifar's twin)
     ("resnet50", IMAGENET, 25_557_032),        # torchvision
     ("resnet101", IMAGENET, 44_549_160),       # torchvision
     ("mobilenet_v2", IMAGENET, 3_504_872),     # torchvision
@@ -78,7 +80,10 @@ def test_alexnet_params_do_not_depend_on_image_size():
 @pytest.mark.parametrize("name", sorted(models.names()))
 def test_every_model_runs_on_28x28x1(name, tiny, images):
   width = {"resnet18": 1 / 16, "resnet56": 0.25, "resnet110": 0.25, "resnet101": 1 / 16,
-           "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25}
+           "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25, "resnet50_cifar": 1 / 16,
+           "dmnn50": 1 / 16, "dmnn101": 1 / 16, "dmnn50_cifar": 1 / 16, "dmnn_resnet20": 0.25,
+           "dmnn_resnet_cifar": 0.25, "dmnn_mobilenet_v2": 0.25, "dmnn_mobilenet_v2_1.4": 0.25 / 1.4,
+           "dmnn_mobilenet_v2_cifar": 0.25}
   model, variables = tiny(name, **({"width": width[name]} if name in width else {}))
   # ResNet-56/110 op by op: their 9/18 identical blocks per stage reuse each op's compile,
   # where compiling the whole network takes longer.
