@@ -1,0 +1,151 @@
+"""CAR's figures (PNG, `reporting.save_figure`): accuracy vs filters kept (Figs. 2-4), the
+first layer's filters by CAR (Fig. 5), top activating patches of filters pruned first and
+kept last (Figs. 6-7), per-class accuracy after vs before pruning (Fig. 8) and the CARc views
+of a filter (Fig. 9). Line plots and image grids go through `toolkit.plots`; the scatter and
+Fig. 9's composite rows are drawn here. Every axis is named with its unit.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from jaxdr import reporting
+from jaxdr.toolkit import plots
+
+CURVE_STYLE = {"car": ("purple", "CAR"), "car_finetuned": ("blue", "CAR + fine-tuning"),
+               "car_retrained": ("teal", "CAR, retrained in the loop"),
+               "outgoing": ("black", "outgoing weights"), "incoming": ("green", "incoming weights"),
+               "random": ("red", "random (mean ± std)")}
+ACCURACY = "accuracy (fraction)"
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg", force=False)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def curves(curves_by_layer: Mapping[str, Mapping[str, Any]], layers_info: Sequence[Mapping[str, Any]],
+           reference: float, path, evaluated_on: str):
+  """One panel per layer: accuracy vs filters kept for every method; where the CAR curve ends
+  before the fewest count an 'X' says why, and the greedy stop point (the relative drop on the
+  scoring set) is marked with a triangle."""
+  panels = []
+  for info in layers_info:
+    c = curves_by_layer[info["name"]]
+    series = []
+    for name, (color, label) in CURVE_STYLE.items():
+      pts = c.get(name) or []
+      if pts:
+        series.append(plots.Series(label, [p["kept"] for p in pts], [p["accuracy"] for p in pts],
+                                   yerr=[p["std"] for p in pts] if name == "random" else None, color=color,
+                                   marker="o" if name in ("car_finetuned", "car_retrained") else None))
+    end = c.get("car_end")
+    if end:
+      series.append(plots.Series(f"CAR ends: {end['reason']}", [end["kept"]], [end["accuracy"]],
+                                 color="purple", marker="X"))
+    stop = c.get("car_stop_point")
+    if stop:
+      series.append(plots.Series(stop["label"], [stop["kept"]], [stop["accuracy"]], color="orange", marker="v"))
+    zero = "; 0 = branch removed" if any(p["kept"] == 0 for p in c.get("random", [])) else ""
+    panels.append(plots.Panel(series, xlabel=f"filters kept in {info['name']} (count, of {info['filters']}{zero})",
+                              ylabel=f"{evaluated_on} {ACCURACY}", hlines=((reference, "uncompressed", "red"),)))
+  return plots.curves(panels, path)
+
+
+def first_layer_filters(kernel: np.ndarray, car: np.ndarray, path):
+  """Fig. 5: the first conv's filters (HWIO kernel) ordered by CAR, most important first."""
+  order = np.argsort(-car, kind="stable")
+  return plots.image_grid(np.moveaxis(kernel, -1, 0)[order], [f"#{f}\n{car[f]:+.3f}" for f in order], path,
+                          title="first-layer filters by CAR index (most important first)")
+
+
+def patch_grid(entries: Sequence[Mapping[str, Any]], path, title: str, cols: int):
+  """Figs. 6-7: one 3x3 mosaic of top activating patches per filter (``entries``: mosaic
+  [H, W, C], filter, role)."""
+  return plots.image_grid(np.stack([e["mosaic"] for e in entries]),
+                          [f"#{e['filter']} {e['role']}" for e in entries], path, title=title, cols=cols)
+
+
+def _scatter(ax, before, after, names, xlabel, ylabel, marked: Mapping[int, str] = None):
+  ax.scatter(before, after, s=14, color="grey", zorder=2)
+  lo = float(min(np.min(before), np.min(after), 0.0))
+  ax.plot([lo, 1.0], [lo, 1.0], color="black", linestyle="--", linewidth=0.8, label="y = x (unchanged)")
+  for i, color in (marked or {}).items():
+    ax.annotate(names[i], (before[i], after[i]), xytext=(-30, 12), textcoords="offset points", fontsize=6,
+                color=color, arrowprops=dict(arrowstyle="->", color=color))
+    ax.scatter([before[i]], [after[i]], s=24, color=color, zorder=3)
+  if marked is None and len(names) <= 20:
+    for i, n in enumerate(names):
+      ax.annotate(n, (before[i], after[i]), fontsize=6, xytext=(3, -3), textcoords="offset points")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6, loc="lower right")
+
+
+def class_accuracy(panels: Sequence[Mapping[str, Any]], class_names: Sequence[str], path):
+  """Fig. 8: per layer, each class's accuracy with that layer CAR-compressed against the
+  uncompressed network's (``panels``: layer, kept, filters, before [K], after [K], within)."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
+  for ax, p in zip(axes[0], panels):
+    _scatter(ax, np.asarray(p["before"]), np.asarray(p["after"]), list(class_names),
+             f"class accuracy, uncompressed ({p['set']}, fraction)",
+             f"class accuracy, {p['layer']} at {p['kept']} of {p['filters']} filters (fraction)")
+    ax.set_title(f"{p['layer']}: {p['within']:.0%} of classes at most 3 points below", fontsize=8)
+  fig.tight_layout()
+  return reporting.save_figure(fig, path)
+
+
+def carc_views(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], path, top: int):
+  """Fig. 9, one row per filter: (A) its top activating patches, (B, C) the ``top`` classes
+  with the highest / lowest CARc, each with a sample image, (D) per-class accuracy without the
+  filter against the uncompressed network's, those classes marked (green: highest CARc,
+  orange: lowest)."""
+  plt = _pyplot()
+  cols = 2 + 2 * top
+  fig = plt.figure(figsize=(1.25 * cols + 4.0, 2.6 * len(rows)), layout="constrained")
+  grid = fig.add_gridspec(len(rows), cols + 1, width_ratios=[2.2] + [1.0] * (2 * top) + [0.3, 3.2])
+  for r, row in enumerate(rows):
+    ax = fig.add_subplot(grid[r, 0])
+    m = row["mosaic"]
+    ax.imshow(m[..., 0] if m.shape[-1] == 1 else m[..., :3], cmap="gray" if m.shape[-1] == 1 else None)
+    ax.axis("off")
+    ax.set_title(f"(A) filter #{row['filter']}\nCAR {row['car']:+.3f}: top patches", fontsize=7)
+    for j, (entry, header) in enumerate([(e, "B") for e in row["top"]] + [(e, "C") for e in row["bottom"]]):
+      ax = fig.add_subplot(grid[r, 1 + j])
+      img = np.asarray(entry["image"], np.float32)
+      img = (img - img.min()) / max(float(img.max() - img.min()), 1e-12)
+      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img[..., :3], cmap="gray" if img.shape[-1] == 1 else None)
+      ax.axis("off")
+      ax.set_title(f"({header}) {entry['class']}\nCARc {entry['carc']:+.3f}", fontsize=6,
+                   color="green" if header == "B" else "darkorange")
+    ax = fig.add_subplot(grid[r, cols])
+    marked = {**{i: "darkorange" for i in row["bottom_index"]}, **{i: "green" for i in row["top_index"]}}
+    _scatter(ax, np.asarray(row["before"]), np.asarray(row["after"]), list(class_names),
+             f"class accuracy, uncompressed ({row['set']}, fraction)",
+             f"without filter #{row['filter']} (fraction)", marked=marked)
+    ax.set_title("(D) per-class accuracy", fontsize=7)
+  fig.suptitle(f"CARc views of {rows[0]['layer']}'s most important filters (B: highest CARc, C: lowest)",
+               fontsize=9)
+  return reporting.save_figure(fig, path)
+
+
+def table1_markdown(rows: List[Dict[str, Any]]) -> str:
+  """Table 1 as markdown: per layer and method, kept filters, ratio, accuracies, FLOPs (MACs)
+  and storage of the layer and of the layer(s) reading it."""
+  out = []
+  for r in rows:
+    out.append({"layer": r["layer"], "method": r["method"],
+                "kept / filters": f"{r['kept']} / {r['filters']}" + ("" if r["drop_reached"] else " (drop not reached)"),
+                "compression ratio": r["compression_ratio"], "scoring acc.": r["scoring_accuracy"],
+                "test acc.": r["test_accuracy"],
+                "FLOPs = MACs (layer)": f"{r['macs']:,} / {r['macs_uncompressed']:,}",
+                "storage bytes (layer)": f"{r['storage_bytes']:,} / {r['storage_bytes_uncompressed']:,}",
+                "MACs (next)": f"{r['next_macs']:,} / {r['next_macs_uncompressed']:,}",
+                "storage bytes (next)": f"{r['next_storage_bytes']:,} / {r['next_storage_bytes_uncompressed']:,}",
+                "MACs ratio (layer + next)": r["layer_and_next_macs_ratio"]})
+  return reporting.markdown_table(out)
