@@ -85,6 +85,15 @@ def _retrain_hook(model, keys, sets, cfg, seed, eval_kw):
                 "lr_next": float(ft.lr_next), "lr_other": float(ft.lr_other), "momentum": float(ft.momentum)}
 
 
+def _sample(sets, c: int) -> np.ndarray:
+  """One image of class ``c``: the scoring set's first, else the evaluation set's (else blank)."""
+  for x, y in ((sets.score_x, sets.score_y), (sets.eval_x, sets.eval_y)):
+    idx = np.flatnonzero(y == c)
+    if len(idx):
+      return x[idx[0]]
+  return np.zeros_like(sets.score_x[0])
+
+
 def _figures(model, variables, graph, keys, sets, cfg, info, analysed, states, car_full, scores, workdir):
   """Figs. 5-9 (the curves are drawn by `run`); returns the file names and Fig. 9's rows."""
   names = []
@@ -122,7 +131,7 @@ def _figures(model, variables, graph, keys, sets, cfg, info, analysed, states, c
   for f in chosen:
     order = np.argsort(-carc_all[f], kind="stable")
     top_i, bottom_i = [int(c) for c in order[:cfg.carc_top]], [int(c) for c in order[::-1][:cfg.carc_top]]
-    sample = {c: sets.score_x[np.flatnonzero(sets.score_y == c)[0]] for c in top_i + bottom_i}
+    sample = {c: _sample(sets, c) for c in top_i + bottom_i}
     views.append({"layer": key, "filter": f, "car": float(car_full[key][f]), "set": "scoring set",
                   "mosaic": patches.mosaic([patches.crop(images, h, rows, cols) for h in top[f]]),
                   "top": [{"class": info.class_names[c], "carc": float(carc_all[f, c]), "image": sample[c]} for c in top_i],
