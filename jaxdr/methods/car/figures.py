@@ -28,10 +28,10 @@ def _pyplot():
 
 
 def curves(curves_by_layer: Mapping[str, Mapping[str, Any]], layers_info: Sequence[Mapping[str, Any]],
-           reference: float, path, evaluated_on: str):
+           reference: float, path, evaluated_on: str, drop: float = 0.0):
   """One panel per layer: accuracy vs filters kept for every method; where the CAR curve ends
   before the fewest count an 'X' says why, and the greedy stop point (the relative drop on the
-  scoring set) is marked with a triangle."""
+  scoring set) is marked with a triangle; a grey line at ``drop`` below ``reference`` (Table 1)."""
   panels = []
   for info in layers_info:
     c = curves_by_layer[info["name"]]
@@ -51,7 +51,9 @@ def curves(curves_by_layer: Mapping[str, Mapping[str, Any]], layers_info: Sequen
       series.append(plots.Series(stop["label"], [stop["kept"]], [stop["accuracy"]], color="orange", marker="v"))
     zero = "; 0 = branch removed" if any(p["kept"] == 0 for p in c.get("random", [])) else ""
     panels.append(plots.Panel(series, xlabel=f"filters kept in {info['name']} (count, of {info['filters']}{zero})",
-                              ylabel=f"{evaluated_on} {ACCURACY}", hlines=((reference, "uncompressed", "red"),)))
+                              ylabel=f"{evaluated_on} {ACCURACY}",
+                              hlines=((reference, "uncompressed", "red"),)
+                              + (((1 - drop) * reference, f"{drop:.0%} below (relative)", "grey"),) * bool(drop)))
   return plots.curves(panels, path)
 
 
@@ -69,17 +71,24 @@ def patch_grid(entries: Sequence[Mapping[str, Any]], path, title: str, cols: int
                           [f"#{e['filter']} {e['role']}" for e in entries], path, title=title, cols=cols)
 
 
-def _scatter(ax, before, after, names, xlabel, ylabel, marked: Mapping[int, str] = None):
+def _scatter(ax, before, after, names, xlabel, ylabel, marked: Mapping[int, str] = None, band: float = 0.0):
+  """Per-class accuracy after vs before, zoomed to the data, with the diagonal (and the line
+  ``band`` below it); ``marked`` classes get a coloured point and an arrow with their name."""
   ax.scatter(before, after, s=14, color="grey", zorder=2)
-  lo = float(min(np.min(before), np.min(after), 0.0))
+  lo = max(0.0, float(min(np.min(before), np.min(after))) - 0.05)
   ax.plot([lo, 1.0], [lo, 1.0], color="black", linestyle="--", linewidth=0.8, label="y = x (unchanged)")
-  for i, color in (marked or {}).items():
-    ax.annotate(names[i], (before[i], after[i]), xytext=(-30, 12), textcoords="offset points", fontsize=6,
-                color=color, arrowprops=dict(arrowstyle="->", color=color))
+  if band:
+    ax.plot([lo + band, 1.0], [lo, 1.0 - band], color="grey", linestyle=":", linewidth=0.8,
+            label=f"{100 * band:.0f} points below")
+  for k, (i, color) in enumerate((marked or {}).items()):
+    ax.annotate(names[i], (before[i], after[i]), xytext=(-45, 8 + 9 * (k % 3)), textcoords="offset points",
+                fontsize=6, color=color, arrowprops=dict(arrowstyle="->", color=color, linewidth=0.7))
     ax.scatter([before[i]], [after[i]], s=24, color=color, zorder=3)
   if marked is None and len(names) <= 20:
     for i, n in enumerate(names):
       ax.annotate(n, (before[i], after[i]), fontsize=6, xytext=(3, -3), textcoords="offset points")
+  ax.set_xlim(lo, 1.01)
+  ax.set_ylim(lo, 1.01)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
@@ -90,12 +99,12 @@ def class_accuracy(panels: Sequence[Mapping[str, Any]], class_names: Sequence[st
   """Fig. 8: per layer, each class's accuracy with that layer CAR-compressed against the
   uncompressed network's (``panels``: layer, kept, filters, before [K], after [K], within)."""
   plt = _pyplot()
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
   for ax, p in zip(axes[0], panels):
     _scatter(ax, np.asarray(p["before"]), np.asarray(p["after"]), list(class_names),
              f"class accuracy, uncompressed ({p['set']}, fraction)",
-             f"class accuracy, {p['layer']} at {p['kept']} of {p['filters']} filters (fraction)")
-    ax.set_title(f"{p['layer']}: {p['within']:.0%} of classes at most 3 points below", fontsize=8)
+             f"class accuracy, {p['kept']} of {p['filters']} filters (fraction)", band=0.03)
+    ax.set_title(f"{p['layer']} CAR-compressed: {p['within']:.0%} of classes at most 3 points below", fontsize=8)
   fig.tight_layout()
   return reporting.save_figure(fig, path)
 
@@ -124,7 +133,7 @@ def carc_views(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], pa
       ax.set_title(f"({header}) {entry['class']}\nCARc {entry['carc']:+.3f}", fontsize=6,
                    color="green" if header == "B" else "darkorange")
     ax = fig.add_subplot(grid[r, cols])
-    marked = {**{i: "darkorange" for i in row["bottom_index"]}, **{i: "green" for i in row["top_index"]}}
+    marked = {**{i: "darkorange" for i in row["bottom_index"][:3]}, **{i: "green" for i in row["top_index"][:3]}}
     _scatter(ax, np.asarray(row["before"]), np.asarray(row["after"]), list(class_names),
              f"class accuracy, uncompressed ({row['set']}, fraction)",
              f"without filter #{row['filter']} (fraction)", marked=marked)

@@ -272,7 +272,8 @@ def greedy_compress(model: nn.Module, variables: PyTree, images: np.ndarray, lab
       removed_txt = ", ".join(f"{k}/{f} (CAR {c:+.4f})" for c, _, k, f, _ in taken)
       log(f"car: iteration {state.iteration}: removed {removed_txt}; filters left {left_txt}; "
           f"accuracy {taken[-1][4]:.4f}")
-      if opt.retrain_every and state.iteration % opt.retrain_every == 0:
+      last = all(state.kept(k) <= floor_of[k] for k in keys)
+      if opt.retrain_every and (state.iteration % opt.retrain_every == 0 or last):
         variables, info = retrain(variables, {**fixed, **state.mask()}, state.iteration)
         state.retrained.append({"iteration": state.iteration, "removed": len(state.removed),
                                 "kept": {k: state.kept(k) for k in keys}, **info})

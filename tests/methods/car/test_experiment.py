@@ -109,7 +109,7 @@ def test_run_on_a_residual_branch_down_to_zero_filters_with_retraining(tmp_path,
   monkeypatch.setattr(base, "load_or_train", lambda config, workdir: (model, variables))
   monkeypatch.setattr(data, "as_arrays", lambda name, split, **kw: arrays[split])
   c = _config(layers=("stage1_block1/conv1",), min_kept=0, retrain_every=2, patch_filters=1, carc_filters=1,
-              balanced=False)
+              balanced=False, max_relative_drop=0.01, per_iteration_past_drop=2)
   c.model.update(name="car_test_resnet", width=1.0, channels={})
   c.dataset.update(image_size=8)
   c.car.finetune.update(points=1, table_search=False)
@@ -119,7 +119,11 @@ def test_run_on_a_residual_branch_down_to_zero_filters_with_retraining(tmp_path,
   assert [p["kept"] for p in curve["car"]] == [0, 1, 2, 3, 4] and curve["random"][0]["kept"] == 0
   assert len({p["accuracy"] for p in (curve["car"][0], curve["incoming"][0], curve["outgoing"][0])}) == 1
   assert results["greedy"][key]["greedy_floor"] == 0
-  assert [p["kept"] for p in curve["car_retrained"]] == [4, 2, 0]  # retrained every 2 removals
+  # Past the stop point (1% on the scoring set) the loop went on greedily, marked on the curve.
+  stop_n = results["greedy"][key]["kept_at_drop"]
+  assert stop_n is not None and curve["car_stop_point"]["kept"] == stop_n and "car_end" not in curve
+  kept = [p["kept"] for p in curve["car_retrained"]]  # the uncompressed point, then every 2 iterations
+  assert kept[0] == 4 and kept[-1] == 0 and kept == sorted(kept, reverse=True) and len(kept) >= 2
   methods = [r["method"] for r in results["table1"]]
   assert methods[:3] == ["CAR", "CAR + fine-tuning", "CAR, retrained every 2 iteration(s)"]
   assert (tmp_path / "car_curves.png").exists()
