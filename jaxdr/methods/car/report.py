@@ -12,7 +12,8 @@ def _readings(results: Dict[str, Any], cfg) -> str:
   per = d["scoring_per_class"]
   lines = [
       f"- **Scoring set** (`car.scoring_set='{d['scoring_set']}'`): {d['scoring_source']}, "
-      f"{d['scoring_examples']} images ({min(per)}-{max(per)} per class). The paper scores on half of the "
+      f"{d['scoring_examples']} images ({min(per) if min(per) == max(per) else f'{min(per)}-{max(per)}'} per class). "
+      f"The paper scores on half of the "
       f"test set and evaluates on the other half; `'train'` is jaxdr's earlier reading (training images).",
       f"- **Evaluation set** (every curve and table below): {d['evaluation_source']}, "
       f"{d['evaluation_examples']} images; fine-tuning uses {d['fine_tuning_examples']} training images.",

@@ -24,8 +24,6 @@ from jaxdr.methods.car import scoring
 from jaxdr.methods.car.options import CarOptions
 from jaxdr.toolkit import base
 
-from jaxdr.methods.car.options import SCORING_SETS  # noqa: F401
-
 
 def balanced_halves(labels: np.ndarray, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
   """Two disjoint index sets covering ``labels`` [N]: each class's examples shuffled (seeded)
