@@ -55,6 +55,7 @@ def get_config():
   car.train_examples = 20000  # fine-tuning data, read into memory
   car.score_batch_size = 100
   car.eval_batch_size = 250
+  car.patch_images = 10000  # Figs. 6-7, 9A: top patches among 5000 images of each half
   car.masks_per_call = 8
   car.curve_points = 16
   car.finetune.batch_size = 128

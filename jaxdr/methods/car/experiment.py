@@ -102,9 +102,8 @@ def _figures(model, variables, graph, keys, sets, cfg, info, analysed, states, c
     figures.first_layer_filters(baselines.layer_kernel(variables, first), car_full[first.dst],
                                 os.path.join(workdir, "car_filters.png"))
     names.append("car_filters.png")
-  images = np.concatenate([sets.score_x, sets.eval_x])
-  if cfg.patch_images:
-    images = images[:int(cfg.patch_images)]
+  half = int(cfg.patch_images) // 2 if cfg.patch_images else None  # no copy of two whole ImageNet halves
+  images = np.concatenate([sets.score_x[:half], sets.eval_x[:half]])
   fields = {}
   for key in keys:
     rows, cols = fields[key] = patches.receptive_field(model, variables, key)

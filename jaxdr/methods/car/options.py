@@ -78,7 +78,7 @@ class CarOptions(options_lib.Options):
   # layer; Fig. 9: this many of the last layer's most important filters.
   patch_top: int = 9
   patch_filters: int = 4
-  patch_images: int = 0  # images searched for patches (scoring + evaluation sets; 0 = all)
+  patch_images: int = 0  # images searched for patches (half from each set; 0 = both sets whole)
   carc_filters: int = 3
   train_examples: int = 0  # 0 = the whole train split (fine-tuning data)
   eval_examples: int = 0  # 0 = the whole test split
