@@ -219,7 +219,8 @@ def run(config, workdir: str) -> Dict[str, Any]:
 
   names = ["car_curves.png"]
   figures.curves(curves_out, layers_info, reference, os.path.join(workdir, "car_curves.png"),
-                 "held-out" if cfg.scoring_set != "train" else "test", float(cfg.table_relative_drop))
+                 "held-out test half" if cfg.scoring_set == "test_half" else "test split",
+                 float(cfg.table_relative_drop))
   more, fig9 = _figures(model, variables, graph, keys, sets, cfg, info, analysed, states, car_full, scores, workdir)
   names += more
 

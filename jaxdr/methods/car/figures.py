@@ -51,17 +51,19 @@ def curves(curves_by_layer: Mapping[str, Mapping[str, Any]], layers_info: Sequen
       series.append(plots.Series(stop["label"], [stop["kept"]], [stop["accuracy"]], color="orange", marker="v"))
     zero = "; 0 = branch removed" if any(p["kept"] == 0 for p in c.get("random", [])) else ""
     panels.append(plots.Panel(series, xlabel=f"filters kept in {info['name']} (count, of {info['filters']}{zero})",
-                              ylabel=f"{evaluated_on} {ACCURACY}",
-                              hlines=((reference, "uncompressed", "red"),)
-                              + (((1 - drop) * reference, f"{drop:.0%} below (relative)", "grey"),) * bool(drop)))
+                              ylabel=f"accuracy, {evaluated_on} (fraction)",
+                              title=f"{info['name']}: accuracy vs filters kept",
+                              hlines=((reference, f"uncompressed ({reference:.3f})", "saddlebrown"),)
+                              + (((1 - drop) * reference, f"Table 1: {drop:.0%} relative drop", "grey"),) * bool(drop)))
   return plots.curves(panels, path)
 
 
 def first_layer_filters(kernel: np.ndarray, car: np.ndarray, path):
   """Fig. 5: the first conv's filters (HWIO kernel) ordered by CAR, most important first."""
   order = np.argsort(-car, kind="stable")
-  return plots.image_grid(np.moveaxis(kernel, -1, 0)[order], [f"#{f}\n{car[f]:+.3f}" for f in order], path,
-                          title="first-layer filters by CAR index (most important first)")
+  return plots.image_grid(np.moveaxis(kernel, -1, 0)[order], [f"#{f}\nCAR {car[f]:+.3f}" for f in order], path,
+                          title="first-layer filters by CAR index (most important first; CAR = accuracy lost "
+                                "without the filter, scoring set, fraction)")
 
 
 def patch_grid(entries: Sequence[Mapping[str, Any]], path, title: str, cols: int):
@@ -69,6 +71,25 @@ def patch_grid(entries: Sequence[Mapping[str, Any]], path, title: str, cols: int
   [H, W, C], filter, role)."""
   return plots.image_grid(np.stack([e["mosaic"] for e in entries]),
                           [f"#{e['filter']} {e['role']}" for e in entries], path, title=title, cols=cols)
+
+
+def _label_positions(x, y, names: Sequence[str], which: Sequence[int], lo: float, left: bool = False
+                     ) -> Dict[int, tuple]:
+  """Where to write the names of points ``which`` (data units, just right of each point, or
+  left with ``left``) so that no two overlap: from the highest point down, a name that would
+  touch one already placed moves down (a line then joins it to its point)."""
+  span = 1.01 - lo
+  height, char, gap = 0.04 * span, 0.011 * span, (-0.03 if left else 0.015) * span
+  placed, out = [], {}
+  for i in sorted(which, key=lambda j: -y[j]):
+    w = char * len(names[i])
+    tx, ty = x[i] + gap, y[i]
+    x0 = tx - w if left else tx
+    while any(x0 < px + pw and px < x0 + w and abs(ty - py) < height for px, py, pw in placed):
+      ty -= height / 2
+    placed.append((x0, ty, w))
+    out[i] = (tx, ty)
+  return out
 
 
 def _scatter(ax, before, after, names, xlabel, ylabel, marked: Mapping[int, str] = None, band: float = 0.0):
@@ -79,14 +100,17 @@ def _scatter(ax, before, after, names, xlabel, ylabel, marked: Mapping[int, str]
   ax.plot([lo, 1.0], [lo, 1.0], color="black", linestyle="--", linewidth=0.8, label="y = x (unchanged)")
   if band:
     ax.plot([lo + band, 1.0], [lo, 1.0 - band], color="grey", linestyle=":", linewidth=0.8,
-            label=f"{100 * band:.0f} points below")
-  for k, (i, color) in enumerate((marked or {}).items()):
-    ax.annotate(names[i], (before[i], after[i]), xytext=(-45, 8 + 9 * (k % 3)), textcoords="offset points",
-                fontsize=6, color=color, arrowprops=dict(arrowstyle="->", color=color, linewidth=0.7))
-    ax.scatter([before[i]], [after[i]], s=24, color=color, zorder=3)
-  if marked is None and len(names) <= 20:
-    for i, n in enumerate(names):
-      ax.annotate(n, (before[i], after[i]), fontsize=6, xytext=(3, -3), textcoords="offset points")
+            label=f"{band:.2f} below (the band)")
+  marked = marked or {}
+  which = list(marked) if marked else (range(len(names)) if len(names) <= 20 else [])
+  for i, (tx, ty) in _label_positions(before, after, names, which, lo, left=bool(marked)).items():
+    color = marked.get(i, "black")
+    line = marked or ty != after[i]
+    ax.annotate(names[i], (before[i], after[i]), xytext=(tx, ty), fontsize=6, va="center", color=color,
+                ha="right" if marked else "left",
+                arrowprops=dict(arrowstyle="-", color=color if marked else "grey", linewidth=0.5) if line else None)
+    if i in marked:
+      ax.scatter([before[i]], [after[i]], s=24, color=color, zorder=3)
   ax.set_xlim(lo, 1.01)
   ax.set_ylim(lo, 1.01)
   ax.set_xlabel(xlabel)
@@ -103,8 +127,10 @@ def class_accuracy(panels: Sequence[Mapping[str, Any]], class_names: Sequence[st
   for ax, p in zip(axes[0], panels):
     _scatter(ax, np.asarray(p["before"]), np.asarray(p["after"]), list(class_names),
              f"class accuracy, uncompressed ({p['set']}, fraction)",
-             f"class accuracy, {p['kept']} of {p['filters']} filters (fraction)", band=0.03)
-    ax.set_title(f"{p['layer']} CAR-compressed: {p['within']:.0%} of classes at most 3 points below", fontsize=8)
+             f"class accuracy, {p['layer']} at {p['kept']} of {p['filters']} filters (fraction)", band=0.03)
+    k = len(p["before"])
+    ax.set_title(f"{p['layer']} CAR-compressed to {p['kept']}/{p['filters']} filters (Table 1's point):\n"
+                 f"{round(p['within'] * k)} of {k} classes lose at most 0.03", fontsize=8)
   fig.tight_layout()
   return reporting.save_figure(fig, path)
 
@@ -135,10 +161,11 @@ def carc_views(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], pa
     ax = fig.add_subplot(grid[r, cols])
     marked = {**{i: "darkorange" for i in row["bottom_index"][:3]}, **{i: "green" for i in row["top_index"][:3]}}
     _scatter(ax, np.asarray(row["before"]), np.asarray(row["after"]), list(class_names),
-             f"class accuracy, uncompressed ({row['set']}, fraction)",
-             f"without filter #{row['filter']} (fraction)", marked=marked)
-    ax.set_title("(D) per-class accuracy", fontsize=7)
-  fig.suptitle(f"CARc views of {rows[0]['layer']}'s most important filters (B: highest CARc, C: lowest)",
+             f"class accuracy, uncompressed\n({row['set']}, fraction)",
+             f"class accuracy without\nfilter #{row['filter']} (fraction)", marked=marked)
+    ax.set_title("(D) per-class accuracy (green: 3 highest CARc, orange: 3 lowest)", fontsize=7)
+  fig.suptitle(f"CARc views of {rows[0]['layer']}'s most important filters by CAR (B: classes with the highest "
+               f"CARc, C: the lowest)\nCARc = a class's accuracy lost without the filter ({rows[0]['set']}, fraction)",
                fontsize=9)
   return reporting.save_figure(fig, path)
 
