@@ -114,7 +114,8 @@ def _figures(model, variables, graph, keys, sets, cfg, info, analysed, states, c
     h, w = patches.field_size(rows, cols)
     figures.patch_grid(entries, os.path.join(workdir, f"car_patches_{key.replace('/', '_')}.png"),
                        f"{key}: top-{cfg.patch_top} activating patches ({h}x{w} px receptive field) of the filters "
-                       f"CAR pruned first and kept last", cols=max(1, len(entries) // 2))
+                       f"CAR pruned first and kept last\n(each patch scaled to its own range; white: outside the image)",
+                       cols=max(1, len(entries) // 2))
     names.append(f"car_patches_{key.replace('/', '_')}.png")
   figures.class_accuracy([analysed[k]["per_class"] for k in keys], info.class_names,
                          os.path.join(workdir, "car_class_accuracy.png"))
