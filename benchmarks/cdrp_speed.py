@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jaxdr import cpu_runtime, models  # noqa: E402
+from jaxdr import cpu_runtime, models, ops  # noqa: E402
 from jaxdr.methods.drnet import cdrp  # noqa: E402
 from jaxdr.models import vgg  # noqa: E402
 
@@ -178,6 +177,9 @@ def main():
                       help="memory allocator (jaxdr/cpu_runtime.py)")
   parser.add_argument("--xla_cpu_ynn", default="true", choices=("true", "false"),
                       help="XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py)")
+  parser.add_argument("--conv_impl", default="native", choices=ops.CONV_IMPLS,
+                      help="how the JAX convs run (jaxdr/ops/conv.py); 'native' = 'auto' plus the "
+                           "native kernel where it builds")
   args = parser.parse_args()
   cpu_runtime.ensure_allocator(args.allocator)
   cpu_runtime.set_ynn(args.xla_cpu_ynn == "true")
@@ -186,7 +188,8 @@ def main():
     torch.set_num_threads(args.threads)
 
   load_before = os.getloadavg()
-  model = models.create("vgg16", num_classes=10, image_size=32, input_channels=3, width=args.width)
+  model = models.create("vgg16", num_classes=10, image_size=32, input_channels=3, width=args.width,
+                        conv_impl=args.conv_impl)
   variables = models.init(model, jax.random.PRNGKey(0))
   images = jax.random.normal(jax.random.PRNGKey(1), (args.batch, 32, 32, 3))
   net = torch_vgg(model, variables)
@@ -249,7 +252,7 @@ def main():
       f"{args.rounds} rounds of every variant, alternating; images/s is the median round (best "
       "round alongside). `python benchmarks/cdrp_speed.py " + " ".join(sys.argv[1:]) + "`.",
       "",
-      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax "
+      f"Machine: {cpu_runtime.cpu_model()}, {os.cpu_count()} CPU cores, conv_impl {args.conv_impl}, jax "
       f"{jax.__version__} ({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} "
       f"threads), {cpu_runtime.describe()}. Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
       "(the CPU is shared with other jobs; numbers move with the load).",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,12 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import costs, cpu_runtime, masks, models, surgery
-from jaxdr.models import layers, native_conv, resnet, vgg
+from jaxdr import costs, cpu_runtime, masks, models, ops, surgery
+from jaxdr.models import resnet, vgg
+from jaxdr.ops import conv as conv_lib, native_conv, winograd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["vgg16:auto", "resnet56:auto", "resnet56:xla"],
-                  "model:conv_impl pairs to time (conv_impl in xla | im2col | auto).")
+                  "model:conv_impl pairs to time (conv_impl in xla | im2col | auto | native); "
+                  "with --native_conv, 'auto' runs are timed as 'native'.")
 flags.DEFINE_list("targets", ["0.3", "0.5", "0.7"], "Fractions of MACs to remove.")
 flags.DEFINE_list("families", ["uniform", "internal"], "Mask families (see the docstring).")
 flags.DEFINE_list("channel_multiples", ["1", "8"], "surgery channel_multiple values to time.")
@@ -46,8 +47,9 @@ flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (median reported
 flags.DEFINE_string("out", "benchmarks/results/surgery_speed.md", "Markdown file to write.")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
 flags.DEFINE_bool("xla_cpu_ynn", True, "XLA CPU YNNPACK fusions (jaxdr/cpu_runtime.py).")
-flags.DEFINE_bool("native_conv", True, "Let conv_impl 'auto' use jaxdr's native 3x3 conv kernel "
-                  "(jaxdr/models/native_conv.py) where it builds; false: XLA's convs, as before it.")
+flags.DEFINE_bool("native_conv", True, "Run the 'auto' models as conv_impl 'native' (jaxdr's "
+                  "native 3x3 conv kernel, jaxdr/ops/native_conv.py, where it builds); false: "
+                  "'auto' as it is (XLA's convs where 'native' would use the kernel).")
 flags.DEFINE_bool("torch_reference", False, "Also time the same full and sliced networks in "
                   "PyTorch (our weights, eval mode) at the largest batch: how PyTorch's CPU convs "
                   "turn the same slicing into speed. Needs torch (the bench extra).")
@@ -176,7 +178,7 @@ def time_conv(size: int, cin: int, cout: int, batch: int, impl: str, repeats: in
   """Median seconds of one jitted 3x3 stride-1 conv [batch, size, size, cin] -> cout."""
   x = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, cin))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, cin, cout))
-  f = jax.jit(lambda x, k: layers.conv2d(x, k, stride=1, padding=1, groups=1, impl=impl))
+  f = jax.jit(lambda x, k: ops.conv2d(x, k, stride=1, padding=1, groups=1, impl=impl))
   f(x, k).block_until_ready()
   return alternating_medians([functools.partial(f, x, k)], repeats)[0]
 
@@ -193,10 +195,10 @@ def time_native(size: int, c: int, batch: int, repeats: int) -> float:
 def conv_table(batch: int) -> list:
   """Markdown rows: per VGG conv shape and kept fraction, XLA vs im2col (vs the native kernel)
   time at ``batch``, and what 'auto' runs."""
-  native = native_conv.available()
+  native = native_conv.ready()
   lines = [f"## Which conv implementation is faster where (3x3 conv, batch {batch})", "",
-           f"`auto` uses im2col at or below {layers.AUTO_IM2COL_MAX_PIXELS} output pixels on CPU, "
-           "Winograd on wide even maps, else the native kernel where it builds.", "",
+           f"`auto` uses im2col at or below {conv_lib.AUTO_IM2COL_MAX_PIXELS} output pixels on CPU, "
+           "Winograd on wide even maps; `native` also the native kernel where it builds.", "",
            "| map | channels in->out | MACs (M) | XLA ms | im2col ms | XLA / im2col | native ms | XLA / native | auto picks |",
            "|---|---|---|---|---|---|---|---|---|"]
   for size, width in CONV_SHAPES:
@@ -206,9 +208,9 @@ def conv_table(batch: int) -> list:
       im2col = time_conv(size, c, c, batch, "im2col", FLAGS.repeats)
       own = time_native(size, c, batch, FLAGS.repeats) if native else float("nan")
       macs = 9 * c * c * size * size * batch / 1e6
-      if size * size <= layers.AUTO_IM2COL_MAX_PIXELS:
+      if size * size <= conv_lib.AUTO_IM2COL_MAX_PIXELS:
         pick = "im2col"
-      elif layers._winograd_applies((batch, size, size, c), (3, 3, c, c), 1, 1):
+      elif winograd.applies((batch, size, size, c), (3, 3, c, c), 1, 1):
         pick = "winograd"
       else:
         pick = "native" if native else "xla"
@@ -222,11 +224,14 @@ def main(argv):
   del argv
   cpu_runtime.ensure_allocator(FLAGS.allocator)
   cpu_runtime.set_ynn(FLAGS.xla_cpu_ynn)
-  os.environ[native_conv.ENV_SWITCH] = "1" if FLAGS.native_conv else "0"
+  if FLAGS.native_conv:
+    native_conv.load()  # outside any trace; logs why where it cannot run
   batches = [int(b) for b in FLAGS.batch_sizes]
   load_before = os.getloadavg()
   rows = []
   for name, impl in (run.split(":") for run in FLAGS.runs):
+    if impl == "auto" and FLAGS.native_conv:
+      impl = "native"
     model = models.create(name, num_classes=10, image_size=32, conv_impl=impl)
     variables = models.init(model, jax.random.PRNGKey(0))
     graph = models.describe(model)
@@ -280,8 +285,8 @@ def write_table(rows, batches, load_before, load_after, extra=()):
   lines = ["# Channel surgery: masked full model vs sliced model (jitted forward, CPU)", "",
            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/surgery_speed.py "
            f"{' '.join(sys.argv[1:])}`; jax {jax.__version__}, backend {jax.default_backend()}, "
-           f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), {cpu_runtime.describe()}, native 3x3 conv kernel "
-           f"{'on' if native_conv.available() else 'off (' + str(native_conv.unavailable_reason()) + ')'}. Median of "
+           f"{os.cpu_count()} CPU cores ({cpu_runtime.cpu_model()}), {cpu_runtime.describe()}, native 3x3 conv kernel "
+           f"{'on' if native_conv.ready() else 'off (' + str(native_conv.unavailable_reason() or '--nonative_conv') + ')'}. Median of "
            f"{FLAGS.repeats} calls after 2 warm-up calls, masked and sliced calls alternating. CIFAR shapes: 32x32x3, 10 classes.", "",
            f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after the run (the 2 cores "
            f"are shared: absolute times move with the load; the ratios less so).", "",

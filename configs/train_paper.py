@@ -13,8 +13,10 @@ ImageNet: batch 1024, lr 0.1 x batch / 256, 5 linear warm-up epochs (Goyal et al
   MobileNetV2: wd 4e-5, 150 epochs, cosine, lr 0.05 x batch / 256.
 MNIST LeNet-5 (Caffe's lenet_solver): batch 64, lr 0.01, momentum 0.9, wd 5e-4, lr policy
   "inv" (gamma 1e-4, power 0.75), 10k iterations.
+MNIST ConvNet-5 (DRNet Fig. 8; the paper gives no recipe, only "no data augmentation", which is
+  jaxdr's MNIST pipeline): batch 128, lr 0.05, momentum 0.9, wd 5e-4, 15 epochs, cosine.
 
-Weight decay is L2 on conv / dense kernels added to the gradient (see jaxdr/train.py).
+Weight decay is L2 on conv / dense kernels added to the gradient (see jaxdr/training/optim.py).
 """
 import ml_collections
 
@@ -37,6 +39,9 @@ _RESNET_IMAGENET = dict(_IMAGENET, epochs=90, weight_decay=1e-4, schedule="step"
                         milestones=(30, 60, 80))
 _MOBILENET_IMAGENET = dict(_IMAGENET, epochs=150, weight_decay=4e-5, schedule="cosine",
                            learning_rate=0.05 * 1024 / 256)
+_CONVNET5 = dict(batch_size=128, epochs=15, learning_rate=0.05, momentum=0.9, nesterov=False,
+                 weight_decay=5e-4, schedule="cosine", warmup_epochs=0.0, eval_batch_size=1000,
+                 log_every_steps=100, checkpoint_every_steps=1000)
 _LENET = dict(batch_size=64, epochs=11, max_steps=10000, learning_rate=0.01, momentum=0.9,
               nesterov=False, weight_decay=5e-4, schedule="inv", gamma=1e-4, power=0.75,
               warmup_epochs=0.0, eval_batch_size=1000, log_every_steps=100,
@@ -58,6 +63,7 @@ SETTINGS = {
     "resnet101_imagenet": ("resnet101", "imagenet2012", _RESNET_IMAGENET),
     "mobilenet_v2_imagenet": ("mobilenet_v2", "imagenet2012", _MOBILENET_IMAGENET),
     "lenet5_mnist": ("lenet5", "mnist", _LENET),
+    "convnet5_mnist": ("convnet5", "mnist", _CONVNET5),
 }
 CONFIG_ARGS = tuple(SETTINGS)  # the values `file.py:arg` accepts (tests load each)
 

@@ -1,12 +1,15 @@
 """Trained models on disk: the model's constructor arguments next to its variables.
 
     save_model(dir, "vgg16", {"num_classes": 10, "width": 0.25, ...}, variables)
-    model, variables = load_model(dir)
+    model, variables = load_model(dir, conv_impl="auto")
+    model, variables = load_pretrained(path, model_kwargs)   # a saved model, or a PyTorch .pth
 
 ``dir/model.json`` holds ``{"name": ..., "kwargs": {num_classes, image_size,
-input_channels, width, conv_impl, channels}}`` (``channels``: space -> width, what channel
-surgery sets, so a sliced model restores as itself); ``dir/variables`` is an orbax
-StandardCheckpointer directory. Paths may be local or ``gs://`` (etils.epath).
+input_channels, width, channels}}`` (``channels``: space -> width, what channel surgery
+sets, so a sliced model restores as itself); ``dir/variables`` is an orbax
+StandardCheckpointer directory. Paths may be local or ``gs://`` (etils.epath). How the
+convs run (``conv_impl``) is a run option, not stored: a model saved with one loads with
+any other (model.json files that still hold one load too; the stored value is ignored).
 """
 from __future__ import annotations
 
@@ -21,12 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdr import models, reporting
+from jaxdr import models, reporting, torch_weights
 from jaxdr.errors import UserError
 
 MODEL_FILE = "model.json"
 VARIABLES_DIR = "variables"
-MODEL_KWARGS = ("num_classes", "image_size", "input_channels", "width", "conv_impl", "channels")
+MODEL_KWARGS = ("num_classes", "image_size", "input_channels", "width", "channels")
+RUN_OPTIONS = ("conv_impl",)  # accepted by save_model and dropped; load_model takes them
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -53,9 +57,10 @@ def has_model(path) -> bool:
 
 def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
                variables: Mapping[str, Any]) -> epath.Path:
-  """Writes ``model_name``'s constructor arguments and ``variables`` to ``directory``."""
+  """Writes ``model_name``'s constructor arguments and ``variables`` to ``directory``
+  (``conv_impl`` in ``model_kwargs`` is accepted and not stored)."""
   directory = epath.Path(directory)
-  kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name"}
+  kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name" and k not in RUN_OPTIONS}
   unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
   if unknown:
     raise ValueError(f"unknown model arguments {unknown}; allowed: {', '.join(MODEL_KWARGS)}")
@@ -77,15 +82,18 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
   return directory
 
 
-def load_model(directory) -> Tuple[nn.Module, Dict[str, Any]]:
-  """``(model, variables)`` saved by `save_model` in ``directory`` (or a workdir holding one)."""
+def load_model(directory, conv_impl: str = "auto") -> Tuple[nn.Module, Dict[str, Any]]:
+  """``(model, variables)`` saved by `save_model` in ``directory`` (or a workdir holding one),
+  the model running its convs with ``conv_impl`` (`jaxdr.ops.CONV_IMPLS`)."""
   directory = _resolve(directory)
   try:
     spec = json.loads((directory / MODEL_FILE).read_text())
     name, kwargs = spec["name"], dict(spec["kwargs"])
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"corrupt {directory / MODEL_FILE}: {e}") from e
-  model = models.create(name, **kwargs)
+  for key in RUN_OPTIONS:  # written by older versions
+    kwargs.pop(key, None)
+  model = models.create(name, conv_impl=conv_impl, **kwargs)
   abstract = jax.eval_shape(lambda: models.init(model, jax.random.PRNGKey(0)))
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
   try:
@@ -101,3 +109,21 @@ def load_model(directory) -> Tuple[nn.Module, Dict[str, Any]]:
     raise CheckpointError(f"checkpoint {directory / VARIABLES_DIR} does not match the model in "
                           f"{MODEL_FILE} (variable shapes differ)")
   return model, jax.tree.map(jnp.asarray, variables)
+
+
+def load_pretrained(path, model_kwargs: Mapping[str, Any], conv_impl: str = "auto"
+                    ) -> Tuple[nn.Module, Dict[str, Any]]:
+  """``(model, variables)`` for a config's ``pretrained`` entry.
+
+  ``path`` ending in ``.pth`` / ``.pt``: a PyTorch state_dict in torchvision's layout
+  (`jaxdr.torch_weights`; needs torch), imported into ``models.create(**model_kwargs)``
+  (``model_kwargs``: ``name`` plus constructor arguments, e.g. ``training.model_kwargs(config)``).
+  Anything else: a jaxdr saved model or workdir (`load_model` with ``conv_impl``;
+  ``model_kwargs`` unused, the saved model.json says what it is).
+  """
+  if str(path).endswith(torch_weights.PTH_SUFFIXES):
+    kwargs = dict(model_kwargs)
+    name = kwargs.pop("name")
+    model = models.create(name, **kwargs)
+    return model, torch_weights.load_pth(path, model)
+  return load_model(path, conv_impl=conv_impl)

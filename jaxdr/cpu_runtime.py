@@ -14,18 +14,65 @@ off (`set_ynn(False)`), XLA's own convolutions run wide layers much faster here 
 32x32 maps at batch 128: 30 vs 49 ms; the CDRP fit of a full VGG-16: +15%), but narrow
 networks slower (the quickstart's 1/8-width VGG trains ~9% slower). XLA has no per-op switch,
 hence a process-wide one.
+
+Both apply only when JAX will run on CPU (`runs_on_cpu`, decided before JAX starts, without
+importing it): elsewhere (TPU, GPU) `ensure_allocator` and `set_ynn` do nothing.
 """
 from __future__ import annotations
 
 import glob
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
+import platform
 import sys
+from typing import Tuple
 
 # 'auto': tcmalloc when installed, else the system allocator; 'tcmalloc': required.
 ALLOCATORS = ("auto", "tcmalloc", "system")
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="  # an empty list: no YNNPACK fusions
+# JAX_PLATFORMS entries that mean an accelerator, and the packages that bring one to JAX
+# (plus any `jax_plugins` namespace module or entry point, and any jax_rocm*_plugin).
+ACCELERATOR_PLATFORMS = ("tpu", "cuda", "gpu", "rocm")
+ACCELERATOR_PACKAGES = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin")
 _PATTERNS = ("/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/*-linux-gnu/libtcmalloc.so.4",
              "/usr/lib64/libtcmalloc_minimal.so.4", "/usr/lib/libtcmalloc_minimal.so.4")
+
+
+def _accelerator_plugins() -> list:
+  """Installed packages that give JAX an accelerator backend (import specs only: nothing is
+  imported)."""
+  found = [name for name in ACCELERATOR_PACKAGES if importlib.util.find_spec(name) is not None]
+  found += sorted(m.name for m in pkgutil.iter_modules()
+                  if m.name.startswith("jax_rocm") and m.name.endswith("_plugin"))
+  spec = importlib.util.find_spec("jax_plugins")
+  if spec is not None and spec.submodule_search_locations:
+    found += sorted(f"jax_plugins.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations))
+  try:
+    found += sorted(f"entry point {ep.name}" for ep in importlib.metadata.entry_points(group="jax_plugins"))
+  except Exception:  # pylint: disable=broad-except  (broken metadata must not stop a run)
+    pass
+  return found
+
+
+def platform_decision() -> Tuple[bool, str]:
+  """(JAX will run on CPU, why), decided before JAX starts and without importing it: the
+  first entry of ``JAX_PLATFORMS`` when set ('cpu' -> CPU; 'tpu', 'cuda', 'gpu', 'rocm' or
+  anything else -> not), else CPU exactly when no accelerator plugin is installed."""
+  platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+  if platforms:
+    first = platforms.split(",")[0].strip().lower()
+    return first == "cpu", f"JAX_PLATFORMS={platforms}"
+  plugins = _accelerator_plugins()
+  if plugins:
+    return False, f"accelerator plugin installed: {', '.join(plugins)}"
+  return True, "no accelerator plugin installed"
+
+
+def runs_on_cpu() -> bool:
+  """Whether JAX will run on CPU in this process (`platform_decision`)."""
+  return platform_decision()[0]
 
 
 def find_tcmalloc() -> str | None:
@@ -39,11 +86,13 @@ def find_tcmalloc() -> str | None:
 
 def ensure_allocator(choice: str) -> None:
   """Re-executes the current command (``sys.orig_argv``) with tcmalloc preloaded, unless
-  ``choice`` is 'system', it already is preloaded, or ('auto') it is not installed. Exits
-  with one line for a bad choice, or for 'tcmalloc' when the library is missing. Call it
-  first thing, before work that a restart would repeat."""
+  ``choice`` is 'system', it already is preloaded, ('auto') it is not installed, or JAX will
+  not run on CPU (`runs_on_cpu`). Exits with one line for a bad choice, or for 'tcmalloc'
+  when the library is missing. Call it first thing, before work that a restart would repeat."""
   if choice not in ALLOCATORS:
     sys.exit(f"--allocator must be one of {ALLOCATORS}, got {choice!r}")
+  if not runs_on_cpu():
+    return
   if choice == "system" or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
     return
   path = find_tcmalloc()
@@ -58,8 +107,11 @@ def ensure_allocator(choice: str) -> None:
 
 
 def set_ynn(enabled: bool) -> None:
-  """Lets XLA's CPU compiler use YNNPACK fusions (its default) or not, through ``XLA_FLAGS``.
-  Raises if JAX's backends already started (the flags are read once)."""
+  """Lets XLA's CPU compiler use YNNPACK fusions (its default) or not, through ``XLA_FLAGS``;
+  nothing when JAX will not run on CPU (`runs_on_cpu`). Raises if JAX's backends already
+  started (the flags are read once)."""
+  if not runs_on_cpu():
+    return
   if "jax" in sys.modules:
     from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
     if xla_bridge.backends_are_initialized() and ynn_enabled() != enabled:
@@ -72,8 +124,28 @@ def ynn_enabled() -> bool:
   return YNN_OFF not in os.environ.get("XLA_FLAGS", "").split()
 
 
+def cpu_model() -> str:
+  """The CPU, for result headers: /proc/cpuinfo's model name, family and model, and whether
+  it has AVX-512 (e.g. 'AMD EPYC (family 25, model 17), AVX-512'); else the platform's name."""
+  info = {}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+  except OSError:
+    pass
+  if "model name" not in info:
+    return platform.processor() or platform.machine()
+  avx512 = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+  return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), {avx512}"
+
+
 def describe() -> str:
   """The settings this process runs with, for logs and result headers."""
   preload = os.environ.get("LD_PRELOAD", "")
   alloc = f"tcmalloc (LD_PRELOAD={preload})" if "tcmalloc" in preload else "glibc malloc"
-  return f"{alloc}, XLA CPU YNNPACK fusions {'on' if ynn_enabled() else 'off'}"
+  on_cpu, why = platform_decision()
+  if not on_cpu:
+    return f"{alloc}; JAX not on CPU ({why}): no CPU tuning"
+  return f"{alloc}, XLA CPU YNNPACK fusions {'on' if ynn_enabled() else 'off'}; JAX on CPU ({why})"

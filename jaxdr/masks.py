@@ -16,11 +16,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Mapping, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import reductions
+from jaxdr.ops import channel_scale
 
 Mask = Dict[str, "jnp.ndarray"]
 
@@ -53,17 +52,11 @@ class GatePoint:
     return not self.coupled
 
 
-def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: str,
-               cpu_fast_grad: bool = False) -> jnp.ndarray:
-  """Multiplies NHWC (or NC) activations ``x`` by ``mask[key]`` ([C] or [B, C]).
-
-  ``cpu_fast_grad``: on CPU, the gate's gradient (a sum of ``x * cotangent`` over every
-  axis but the gate's) is computed as a tree of adds (`jaxdr.reductions`), ~3x faster
-  than XLA's reduce; this path is reverse-mode only (a custom VJP), so models turn it on
-  with their CPU fast paths (``conv_impl='auto'``) and leave it off for ``'xla'``.
-  """
+def gate_for(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: str) -> Optional[jnp.ndarray]:
+  """``mask[key]`` in ``x``'s dtype, checked against activations ``x`` [B, ..., C]: shape [C]
+  or [B, C] with x's channels and batch. None when the gate is open (no mask, or no key)."""
   if mask is None or key not in mask:
-    return x
+    return None
   gate = jnp.asarray(mask[key], x.dtype)
   if gate.shape[-1] != x.shape[-1]:
     raise MaskError(f"gate {key!r} has {gate.shape[-1]} channels, activation has {x.shape[-1]}")
@@ -72,34 +65,14 @@ def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: s
       raise MaskError(f"per-example gate {key!r} has batch {gate.shape[0]}, activations have {x.shape[0]}")
   elif gate.ndim != 1:
     raise MaskError(f"gate {key!r} must have shape [C] or [B, C], got {gate.shape}")
-  if cpu_fast_grad and x.ndim > 2 and jax.default_backend() == "cpu":
-    return _scale_channels_tree_grad(x, gate)
-  return x * _broadcastable(gate, x.ndim)
-
-
-def _broadcastable(gate, ndim: int):
-  """[C] or [B, C] -> a shape that broadcasts against [B, ..., C] (ndim axes)."""
-  if gate.ndim == 2:
-    return gate.reshape((gate.shape[0],) + (1,) * (ndim - 2) + (gate.shape[1],))
   return gate
 
 
-@jax.custom_vjp
-def _scale_channels_tree_grad(x, gate):
-  return x * _broadcastable(gate, x.ndim)
-
-
-def _scale_channels_fwd(x, gate):
-  return _scale_channels_tree_grad(x, gate), (x, gate)
-
-
-def _scale_channels_bwd(res, g):
-  x, gate = res
-  axes = range(gate.ndim - 1, x.ndim - 1)  # all but the gate's: (N,) H, W
-  return g * _broadcastable(gate, x.ndim), reductions.tree_sum(x * g, axes)
-
-
-_scale_channels_tree_grad.defvjp(_scale_channels_fwd, _scale_channels_bwd)
+def apply_gate(x: jnp.ndarray, mask: Optional[Mapping[str, jnp.ndarray]], key: str) -> jnp.ndarray:
+  """Multiplies NHWC (or NC) activations ``x`` by ``mask[key]`` ([C] or [B, C]); plain
+  autodiff (the model units choose `jaxdr.ops.scale_channels`' CPU gradient themselves)."""
+  gate = gate_for(x, mask, key)
+  return x if gate is None else channel_scale.scale_channels(x, gate)
 
 
 def ones_mask(points: Sequence[GatePoint], batch_size: Optional[int] = None, dtype=jnp.float32) -> Mask:

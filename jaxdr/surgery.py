@@ -162,13 +162,19 @@ def _get(tree, path):
 
 
 def _fold_constants(model, variables, mask, folded_layers) -> Dict[str, np.ndarray]:
-  """Depthwise layer key -> its (constant) gated output per channel [C], eval mode."""
+  """Depthwise layer key -> its (constant) gated output per channel [C], eval mode. One
+  compiled forward (op by op, every op of the network compiled on its own, took seconds)."""
   paths = {tuple(k.split("/")) for k in folded_layers}
   images = jnp.zeros((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
-  _, state = model.apply(variables, images, mask, False,
-                         capture_intermediates=lambda m, name: name == "__call__" and
-                         tuple(m.scope.path) in paths, mutable=["intermediates"])
-  inter = state["intermediates"]
+
+  @jax.jit
+  def intermediates(variables, mask):
+    _, state = model.apply(variables, images, mask, False,
+                           capture_intermediates=lambda m, name: name == "__call__" and
+                           tuple(m.scope.path) in paths, mutable=["intermediates"])
+    return state["intermediates"]
+
+  inter = intermediates(variables, jax.device_put({k: np.asarray(v) for k, v in (mask or {}).items()}))
   return {k: np.asarray(_get(inter, k.split("/"))["__call__"][0])[0, 0, 0] for k in folded_layers}
 
 
@@ -223,16 +229,16 @@ def slice_variables(graph: Graph, variables: Mapping[str, Any], the_plan: Plan,
       s = _get(stats, layer.path)["bn"]
       for leaf in ("mean", "var"):
         s[leaf] = s[leaf][keep_out]
-  return jax.tree.map(jnp.asarray, variables)
+  return jax.device_put(variables)  # (jnp.asarray compiles a staging op per new shape)
 
 
 def remaining_mask(mask: Optional[Mapping[str, Any]], keep: Mapping[str, np.ndarray]) -> masks.Mask:
   """``mask`` restricted to kept channels, without gates that are all ones ({} if none left)."""
   out = {}
   for key, gate in (mask or {}).items():
-    gate = jnp.asarray(gate)[..., keep[key]]
-    if not bool(jnp.all(gate == 1)):
-      out[key] = gate
+    gate = np.asarray(gate)[..., keep[key]]  # concrete: numpy (jnp compiles each op per shape)
+    if not np.all(gate == 1):
+      out[key] = jax.device_put(gate)
   return out
 
 

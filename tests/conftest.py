@@ -18,6 +18,11 @@ TINY = {
     "mobilenet_v2": dict(width=0.25),
     "lenet5": dict(width=0.2),
     "alexnet": dict(width=1 / 16),
+    "vgg16_torchvision": dict(width=1 / 16),
+    "vgg16_bn_torchvision": dict(width=1 / 16),
+    "resnet18_torchvision": dict(width=1 / 16),
+    "alexnet_caffe": dict(width=1 / 16),
+    "convnet5": dict(width=0.25),
 }
 
 
@@ -38,8 +43,8 @@ def random_variables(model, seed=0):
   x = jax.ShapeDtypeStruct((1, model.image_size, model.image_size, model.input_channels), jnp.float32)
   shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
   rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map_with_path(
-      lambda p, l: jnp.asarray(_random_leaf(p, l, rng), jnp.float32), dict(shapes))
+  return jax.device_put(jax.tree_util.tree_map_with_path(  # device_put: no compile per shape
+      lambda p, l: np.asarray(_random_leaf(p, l, rng), np.float32), dict(shapes)))
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +67,8 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def images():
-  """``images(n, size=28, channels=1)``: seeded standard-normal NHWC batch."""
+  """``images(n, size=28, channels=1)``: seeded standard-normal NHWC batch (numpy's generator:
+  jax.random compiles its generator once per shape)."""
   def make(n, size=28, channels=1, seed=1):
-    return jax.random.normal(jax.random.PRNGKey(seed), (n, size, size, channels), jnp.float32)
+    return jax.device_put(np.random.default_rng(seed).standard_normal((n, size, size, channels), np.float32))
   return make

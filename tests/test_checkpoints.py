@@ -7,7 +7,7 @@ import pytest
 
 from jaxdr import checkpoints, models, reporting
 
-KWARGS = dict(num_classes=10, image_size=28, input_channels=1, width=0.2, conv_impl="auto")
+KWARGS = dict(num_classes=10, image_size=28, input_channels=1, width=0.2)
 
 
 def _model(**kw):
@@ -28,9 +28,10 @@ def test_round_trip_of_a_sliced_model(tmp_path):
   # channel surgery sets `channels`: conv1 with 3 instead of 4 channels
   model, variables = _model(channels={"conv1": 3})
   assert variables["params"]["conv1"]["kernel"].shape[-1] == 3
-  checkpoints.save_model(tmp_path / "m", "lenet5", {**KWARGS, "channels": {"conv1": 3}}, variables)
+  checkpoints.save_model(tmp_path / "m", "lenet5", {**KWARGS, "conv_impl": "auto", "channels": {"conv1": 3}},
+                         variables)
   spec = json.loads((tmp_path / "m" / "model.json").read_text())
-  assert spec == {"name": "lenet5", "kwargs": {**KWARGS, "channels": {"conv1": 3}}}
+  assert spec == {"name": "lenet5", "kwargs": {**KWARGS, "channels": {"conv1": 3}}}  # no conv_impl
   loaded_model, loaded = checkpoints.load_model(tmp_path / "m")
   assert loaded_model == model
   _assert_same(variables, loaded)
@@ -100,3 +101,30 @@ def test_save_rejects_unknown_names(tmp_path):
   with pytest.raises(ValueError, match="unknown model arguments"):
     checkpoints.save_model(tmp_path, "lenet5", {**KWARGS, "depth": 3}, variables)
   assert not (tmp_path / "model.json").exists()
+
+
+def test_conv_impl_is_a_run_option_not_stored(tmp_path):
+  """A model saved from a conv_impl='xla' model loads with any conv_impl, same logits."""
+  model, variables = _model(conv_impl="xla")
+  checkpoints.save_model(tmp_path, "lenet5", {**KWARGS, "conv_impl": model.conv_impl}, variables)
+  assert "conv_impl" not in json.loads((tmp_path / "model.json").read_text())["kwargs"]
+  x = np.random.default_rng(1).normal(size=(2, 28, 28, 1)).astype(np.float32)
+  want = jax.jit(lambda x: models.apply(model, variables, x))(x)
+  for impl in ("auto", "im2col"):
+    loaded_model, loaded = checkpoints.load_model(tmp_path, conv_impl=impl)
+    assert loaded_model.conv_impl == impl and loaded_model == model.clone(conv_impl=impl)
+    got = jax.jit(lambda x: models.apply(loaded_model, loaded, x))(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(want))))
+  assert checkpoints.load_model(tmp_path)[0].conv_impl == "auto"
+
+
+def test_old_model_json_with_conv_impl_loads(tmp_path):
+  """model.json written before conv_impl became a run option: the stored value is ignored."""
+  _, variables = _model()
+  checkpoints.save_model(tmp_path, "lenet5", KWARGS, variables)
+  spec = json.loads((tmp_path / "model.json").read_text())
+  spec["kwargs"]["conv_impl"] = "xla"
+  (tmp_path / "model.json").write_text(json.dumps(spec))
+  model, loaded = checkpoints.load_model(tmp_path, conv_impl="im2col")
+  assert model.conv_impl == "im2col"
+  _assert_same(variables, loaded)

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle between jaxdr modules, no module over ~450 lines.
+"""The package's shape: no import cycle between jaxdr modules, ops below the models, no module
+over ~450 lines.
 
 Imports are read statically (every ``import``/``from`` in a module, function-level ones too),
 so a cycle hidden behind a deferred import is still one.
@@ -73,3 +74,13 @@ def test_no_import_cycles():
 def test_no_module_is_too_long():
   long = {m: n for m, p in _modules().items() if (n := sum(1 for _ in open(p))) > MAX_LINES}
   assert not long, f"modules over {MAX_LINES} lines (split them along their concepts): {long}"
+
+
+def test_ops_know_nothing_of_models_or_masks():
+  """jaxdr.ops is the layer below the zoo: conv algorithms must not reach back into it."""
+  modules = _modules()
+  assert "jaxdr.ops.conv" in modules
+  for m, p in modules.items():
+    if m.startswith("jaxdr.ops"):
+      up = {t for t in _imports(m, p, modules) if t.startswith(("jaxdr.models", "jaxdr.masks"))}
+      assert not up, f"{m} imports {up}"

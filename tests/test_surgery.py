@@ -22,6 +22,11 @@ TINY = {
     "mobilenet_v2": (dict(image_size=32, width=0.125), dict(head_width=64)),
     "mobilenet_v2_1.4": (dict(image_size=32, width=0.1), dict(head_width=64)),
     "mobilenet_v2_cifar": (dict(image_size=16, width=0.125), dict(head_width=64)),
+    "vgg16_torchvision": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "vgg16_bn_torchvision": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "resnet18_torchvision": (dict(image_size=32, width=0.125), {}),
+    "alexnet_caffe": (dict(image_size=32, width=0.125), dict(hidden=48)),
+    "convnet5": (dict(image_size=28, input_channels=1, width=0.25), {}),
 }
 # MobileNetV2 cut to 5 blocks (t=1 block, stride-2 and residual blocks): the depthwise
 # cases at a fraction of the compile time.
@@ -29,19 +34,31 @@ SHORT_MOBILENET = (dict(image_size=16, width=0.125),
                    dict(head_width=64, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2))))
 # Same code paths as a cheaper model above (more blocks / other widths and strides only):
 # resnet18 ~ resnet20, resnet56/110 ~ resnet20, resnet101 ~ resnet50, mobilenet_v2(_1.4) ~
-# mobilenet_v2_cifar. Run them with -m slow.
-TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4"}
+# mobilenet_v2_cifar, vgg16_bn_torchvision ~ vgg16_torchvision (+ BN as vgg16),
+# resnet18_torchvision ~ resnet50 (ImageNet stem) + resnet20 (basic blocks), alexnet_caffe ~
+# alexnet. Their twins pin masked == sliced; for them the tests check what surgery builds
+# (widths, variables, costs) without compiling a forward.
+TWINS = {"resnet18", "resnet56", "resnet110", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4",
+         "vgg16_bn_torchvision", "resnet18_torchvision", "alexnet_caffe"}
 
 
 def tiny(name):
-  """XLA convs (fewer ops than im2col; eager tests compile every op once) except VGG-16,
-  which keeps 'auto' so the im2col path is sliced too."""
+  """The tiny configuration of ``name``: XLA convs (deep nets with 'auto' tiny-map matmuls
+  compile several times slower) except VGG-16, which keeps 'auto' so the im2col and dense
+  tiny-map paths are sliced too."""
   if name == "mobilenet_short":
     name, (kwargs, fields) = "mobilenet_v2_cifar", SHORT_MOBILENET
   else:
     kwargs, fields = TINY.get(name, (dict(image_size=32, width=0.125), {}))
   impl = "auto" if name == "vgg16" else "xla"
   return models.create(name, num_classes=5, conv_impl=impl, **kwargs).clone(**fields)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def apply(model, variables, x, mask=None, train=False):
+  """models.apply, compiled once per model and mask structure (op by op, a sliced model's
+  new widths compile every op again)."""
+  return models.apply(model, variables, x, mask, train)
 
 
 def random_variables(model, seed):
@@ -60,16 +77,16 @@ def random_variables(model, seed):
       x = rng.normal(0, 0.3, s.shape)
     else:  # conv / dense bias
       x = rng.normal(0, 0.1, s.shape)
-    return jnp.asarray(x, jnp.float32)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
+    return np.asarray(x, np.float32)
+  return jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))  # one transfer, no compile
 
 
 @functools.lru_cache(maxsize=None)
 def setup(name):
   model = tiny(name)
   variables = random_variables(model, 1)
-  x = jax.random.normal(jax.random.PRNGKey(2), (3, model.image_size, model.image_size,
-                                                 model.input_channels))
+  x = jax.device_put(np.random.default_rng(2).standard_normal(
+      (3, model.image_size, model.image_size, model.input_channels), np.float32))
   return model, variables, x
 
 
@@ -92,7 +109,7 @@ def random_mask(graph, seed, closed_frac=(0.3, 0.6), soft=False, tie_depthwise=F
     for layer in graph.layers:
       if layer.depthwise and not graph.gate(layer.src).coupled:
         mask[layer.src] = mask[layer.dst].copy()
-  return {k: jnp.asarray(v, jnp.float32) for k, v in mask.items()}
+  return jax.device_put({k: np.asarray(v, np.float32) for k, v in mask.items()})
 
 
 def assert_close(actual, expected):
@@ -100,19 +117,20 @@ def assert_close(actual, expected):
   np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-4, atol=2e-5 * scale)
 
 
-def _all_names():
-  return [pytest.param(n, marks=pytest.mark.slow) if n in TWINS else n for n in models.ZOO]
-
-
-def _check_sliced_equals_masked(name, seeds, soft):
+def _check_sliced_equals_masked(name, seeds, soft, forward=True):
+  """slice_model under random masks: smaller, its costs what physical mode promised, its
+  variables the sliced model's own, the remaining mask only what could not be cut; with
+  ``forward``, the sliced model computes what the masked one does."""
   model, variables, x = setup(name)
   graph = models.describe(model)
-  full = models.apply(model, variables, x)
+  if forward:
+    full = apply(model, variables, x, masks.ones_mask(graph.gates))  # the masks' compiled function
   for seed in seeds:
     mask = random_mask(graph, seed, soft=soft)
-    masked = models.apply(model, variables, x, mask)
-    assert float(jnp.max(jnp.abs(masked - full))) > 1e-4, "mask had no effect: test is vacuous"
     small, small_vars, rest = surgery.slice_model(model, variables, mask)
+    if not forward:  # (with a forward, applying the small model checks its variables' shapes)
+      want = jax.eval_shape(lambda: models.init(small, jax.random.PRNGKey(0)))
+      assert jax.tree.map(jnp.shape, small_vars) == jax.tree.map(jnp.shape, want)
     assert costs.param_count(small_vars) < costs.param_count(variables)
     assert costs.param_count(small_vars) == costs.count(small).params
     reported = costs.count(model, mask, mode="physical")  # what physical mode promised
@@ -120,16 +138,19 @@ def _check_sliced_equals_masked(name, seeds, soft):
       realised = costs.count(small, small_mask, mode="physical")
       assert (realised.params, realised.macs) == (reported.params, reported.macs)
     assert reported.macs < costs.count(model).macs
-    assert_close(models.apply(small, small_vars, x, rest), masked)
+    if forward:
+      masked = apply(model, variables, x, mask)
+      assert float(jnp.max(jnp.abs(masked - full))) > 1e-4, "mask had no effect: test is vacuous"
+      assert_close(apply(small, small_vars, x, rest), masked)
     for key, gate in rest.items():  # what remains: continuous gates or unremovable channels
       g = np.asarray(gate)
       assert soft or not np.any((g != 0) & (g != 1)), key
 
 
-@pytest.mark.parametrize("name", _all_names())
+@pytest.mark.parametrize("name", models.ZOO)
 def test_sliced_equals_masked_every_model(name):
   """One random mask per model (seed from its name), with some continuous gate values."""
-  _check_sliced_equals_masked(name, [models.ZOO.index(name)], soft=True)
+  _check_sliced_equals_masked(name, [models.ZOO.index(name)], soft=True, forward=name not in TWINS)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet20"])
@@ -144,8 +165,8 @@ def test_sliced_equals_masked_train_mode(name):
   model, variables, x = setup(name)
   mask = random_mask(models.describe(model), 5, tie_depthwise=True)
   small, small_vars, rest = surgery.slice_model(model, variables, mask)
-  masked, _ = models.apply(model, variables, x, mask, train=True)
-  sliced, _ = models.apply(small, small_vars, x, rest, train=True)
+  masked, _ = apply(model, variables, x, mask, True)
+  sliced, _ = apply(small, small_vars, x, rest, True)
   # Train-mode BN on 3 images (1x1 maps at the end) amplifies summation-order rounding.
   scale = float(jnp.max(jnp.abs(masked)))
   np.testing.assert_allclose(np.asarray(sliced), np.asarray(masked), rtol=1e-3, atol=1e-3 * scale)
@@ -166,9 +187,9 @@ def test_slicing_twice_equals_masking_twice(name):
   combined = {k: rest1.get(k, 1.0) * mask2[k] for k in mask2}
   smaller, smaller_vars, rest2 = surgery.slice_model(small, small_vars, combined)
   assert costs.param_count(smaller_vars) < costs.param_count(small_vars)
-  expected = models.apply(model, variables, x, both)
-  assert_close(models.apply(small, small_vars, x, combined), expected)
-  assert_close(models.apply(smaller, smaller_vars, x, rest2), expected)
+  expected = apply(model, variables, x, both)
+  assert_close(apply(small, small_vars, x, combined), expected)
+  assert_close(apply(smaller, smaller_vars, x, rest2), expected)
 
 
 def _stream_partial_mask(graph):
@@ -190,14 +211,14 @@ def test_partial_residual_group(name):
   small, small_vars, rest = surgery.slice_model(model, variables, mask, strict=False)
   assert costs.param_count(small_vars) == costs.param_count(variables)
   assert set(rest) == {points[1].key} and float(rest[points[1].key][1]) == 0.0
-  masked = models.apply(model, variables, x, mask)
-  assert float(jnp.max(jnp.abs(masked - models.apply(model, variables, x)))) > 1e-4
-  assert_close(models.apply(small, small_vars, x, rest), masked)
+  masked = apply(model, variables, x, mask)
+  assert float(jnp.max(jnp.abs(masked - apply(model, variables, x)))) > 1e-4
+  assert_close(apply(small, small_vars, x, rest), masked)
   # Closed at every gate point of the stream: removed.
   full = {p.key: mask[points[1].key] for p in points}
   small, small_vars, rest = surgery.slice_model(model, variables, full)
   assert rest == {} and models.describe(small).gate(points[0].key).channels == points[0].channels - 1
-  assert_close(models.apply(small, small_vars, x, rest), models.apply(model, variables, x, full))
+  assert_close(apply(small, small_vars, x, rest), apply(model, variables, x, full))
 
 
 def test_depthwise_rules_fold_and_private_input():
@@ -222,13 +243,13 @@ def test_depthwise_rules_fold_and_private_input():
   assert graph.gate("stem").coupled and the_plan.keep["stem"].all()
   small, small_vars, rest = surgery.slice_model(model, variables, mask)
   assert list(rest) == ["stage1_block0/dw"]
-  masked = models.apply(model, variables, x, mask)
-  assert_close(models.apply(small, small_vars, x, rest), masked)
+  masked = apply(model, variables, x, mask)
+  assert_close(apply(small, small_vars, x, rest), masked)
   # The fold matters: without it the sliced model is off.
   graph_small = models.describe(small)
   unfolded = surgery.slice_variables(graph, variables, surgery.Plan(the_plan.keep, {}))
   assert graph_small.gate("stage2_block0/dw").channels == c - 5
-  off = models.apply(small, unfolded, x, rest)
+  off = apply(small, unfolded, x, rest)
   assert float(jnp.max(jnp.abs(off - masked))) > 1e-3
   # Width 0.5: the stem (16) feeds only the t=1 block's dw (its output is 8 wide): private.
   wide = models.describe(models.create("mobilenet_v2_cifar", num_classes=5, width=0.5))
@@ -244,7 +265,7 @@ def test_all_closed_space_keeps_one_masked_channel():
   small, small_vars, rest = surgery.slice_model(model, variables, mask)
   assert models.describe(small).gate("conv3").channels == 1
   assert set(rest) == {"conv3"}
-  assert_close(models.apply(small, small_vars, x, rest), models.apply(model, variables, x, mask))
+  assert_close(apply(small, small_vars, x, rest), apply(model, variables, x, mask))
 
 
 def test_continuous_gates_are_kept_in_remaining_mask():
@@ -280,7 +301,7 @@ def test_channel_multiple_rounds_widths_and_stays_exact(name):
   assert all(w % 4 == 0 or w == full[s] for s, w in widths.items()), widths
   assert all(widths[s] >= exact[s] for s in widths)
   assert any(widths[s] > exact[s] for s in widths), "rounding changed nothing: test is vacuous"
-  assert_close(models.apply(small, small_vars, x, rest), models.apply(model, variables, x, mask))
+  assert_close(apply(small, small_vars, x, rest), apply(model, variables, x, mask))
   reported = costs.count(model, mask, mode="physical", channel_multiple=4)
   assert costs.count(small).params == reported.params == costs.param_count(small_vars)
   assert costs.count(small).macs == reported.macs

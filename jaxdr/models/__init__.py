@@ -14,13 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxdr.models import alexnet, lenet, mobilenet, resnet, vgg
+from jaxdr.models import convnet  # DRNet Fig. 8's MNIST net
 from jaxdr.models.graph import Graph, Layer, describe  # noqa: F401
-from jaxdr.models.layers import CONV_IMPLS  # noqa: F401
+from jaxdr.ops import CONV_IMPLS, native_conv  # noqa: F401
 
 _ARCHS: Dict[str, Callable[..., nn.Module]] = {
     "vgg16": lambda **kw: vgg.VGG(**kw),
+    "vgg16_torchvision": lambda **kw: vgg.TorchvisionVGG(**kw),
+    "vgg16_bn_torchvision": lambda **kw: vgg.TorchvisionVGG(batch_norm=True, **kw),
     "resnet18": lambda **kw: resnet.ResNet(stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512),
                                            stem_width=64, **kw),
+    "resnet18_torchvision": lambda **kw: resnet.ResNet(
+        stage_sizes=(2, 2, 2, 2), stage_widths=(64, 128, 256, 512), stem_width=64, imagenet_stem=True, **kw),
     "resnet20": lambda **kw: resnet.ResNet(stage_sizes=(3, 3, 3), **kw),
     "resnet56": lambda **kw: resnet.ResNet(stage_sizes=(9, 9, 9), **kw),
     "resnet110": lambda **kw: resnet.ResNet(stage_sizes=(18, 18, 18), **kw),
@@ -34,6 +39,8 @@ _ARCHS: Dict[str, Callable[..., nn.Module]] = {
                                                              **kw),
     "lenet5": lambda **kw: lenet.LeNet5(**kw),
     "alexnet": lambda **kw: alexnet.AlexNet(**kw),
+    "alexnet_caffe": lambda **kw: alexnet.AlexNet(conv_layers=alexnet.CAFFE_FEATURES, **kw),
+    "convnet5": lambda **kw: convnet.ConvNet5(**kw),
 }
 
 
@@ -52,11 +59,17 @@ def names():
 
 def create(name: str, *, num_classes: int = 10, image_size: int = 32, input_channels: int = 3,
            width: float = 1.0, conv_impl: str = "auto", channels: Mapping[str, int] = ()) -> nn.Module:
-  """Builds architecture ``name``; ``channels`` (space -> width) is what surgery sets."""
+  """Builds architecture ``name``; ``channels`` (space -> width) is what surgery sets.
+
+  ``conv_impl`` (`jaxdr.ops.conv`) is how the convs run, not part of the model's identity:
+  the variables are the same for every value. 'native' loads jaxdr's native conv kernel here,
+  outside any trace (where it cannot run, it logs why once and the model runs as 'auto')."""
   if name not in _ARCHS:
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+  if conv_impl == "native":
+    native_conv.load()
   channels = tuple(sorted(dict(channels).items()))
   return _ARCHS[name](num_classes=num_classes, image_size=image_size, input_channels=input_channels,
                       width=width, conv_impl=conv_impl, channels=channels)

@@ -1,4 +1,15 @@
-"""AlexNet in torchvision's layout (the single-tower variant of Krizhevsky's "one weird trick")."""
+"""AlexNet in torchvision's layout (the single-tower variant of Krizhevsky's "one weird trick"),
+with torchvision's widths (``alexnet``: 64/192/384/256/256) or Caffe's reference widths
+(``alexnet_caffe``: 96/256/384/384/256, the BVLC model the CAR paper compresses).
+
+The Caffe-width variant keeps torchvision's geometry (conv1 padding 2 on 224x224 inputs,
+adaptive 6x6 pool) and is a single tower: no local response normalisation and no grouped
+convs (Caffe's conv2/4/5 run as two groups). LRN normalises each channel by its neighbours
+by channel index, so cutting a channel out would change its neighbours' outputs (surgery
+would no longer equal the mask); grouped convs tie channels to their group. Weights of the
+grouped, LRN Caffe model therefore do not reproduce its outputs here, and the single tower has
+more conv weights (62,378,344 params at 1000 classes against the grouped model's 60,965,224).
+"""
 from __future__ import annotations
 
 import flax.linen as nn
@@ -10,6 +21,8 @@ from jaxdr.models import layers
 # (width, kernel, stride, padding, max-pool after)
 FEATURES = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
             (256, 3, 1, 1, False), (256, 3, 1, 1, True))
+CAFFE_FEATURES = ((96, 11, 4, 2, True), (256, 5, 1, 2, True), (384, 3, 1, 1, False),
+                  (384, 3, 1, 1, False), (256, 3, 1, 1, True))
 
 
 def _pool_matrix(size: int, out: int) -> np.ndarray:
@@ -38,11 +51,13 @@ class AlexNet(layers.Backbone):
   """Five conv+ReLU layers (gate points ``conv1`` ... ``conv5``, with bias, no BN), max
   pools, adaptive average pool to 6x6, then dropout-fc1-ReLU-dropout-fc2-ReLU-fc3.
 
-  61,100,840 params for 1000 classes, at any image size (the adaptive pool fixes fc1's
-  input at 6*6*256). Dropout acts only when ``train=True`` and a 'dropout' rng is given
-  (``model.apply(..., rngs={'dropout': key})``); otherwise it is skipped, so the model
-  stays a pure function of its inputs. ``width`` scales the fc layers too.
+  61,100,840 params for 1000 classes (62,378,344 with ``conv_layers=CAFFE_FEATURES``), at
+  any image size (the adaptive pool fixes fc1's input at 6*6*C5). Dropout acts only when
+  ``train=True`` and a 'dropout' rng is given (``model.apply(..., rngs={'dropout': key})``);
+  otherwise it is skipped, so the model stays a pure function of its inputs. ``width``
+  scales the fc layers too.
   """
+  conv_layers: tuple = FEATURES  # (width, kernel, stride, padding, max-pool after) per conv
   hidden: int = 4096
   dropout: float = 0.5
   pool_size: int = 6
@@ -50,7 +65,7 @@ class AlexNet(layers.Backbone):
   @nn.compact
   def __call__(self, x, mask=None, train: bool = False):
     src = None
-    for i, (default, kernel, stride, pad, pool) in enumerate(FEATURES):
+    for i, (default, kernel, stride, pad, pool) in enumerate(self.conv_layers):
       name = f"conv{i + 1}"
       key = layers.child_key(self, name)
       x = layers.ConvUnit(self.width_of(key, default), kernel=kernel, stride=stride, padding=pad,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
+from jaxdr import ops
 from jaxdr.models import layers
 
 
@@ -26,7 +27,7 @@ class LeNet5(layers.Backbone):
       x = layers.ConvUnit(self.width_of(key, default), kernel=5, padding=0, use_bias=True,
                           use_bn=False, act=None, conv_impl=self.conv_impl, name=name)(
                               x, mask, train, src=src)
-      x = layers.max_pool(x, 2, 2, "SAME")
+      x = ops.max_pool(x, 2, 2, "SAME")
       src = key
     hidden = max(1, int(round(self.hidden * self.width)))  # not a gate point: width only
     x = layers.DenseUnit(hidden, act="relu", name="fc1")(x, src=src)

@@ -1,5 +1,7 @@
 """ResNets: CIFAR (basic blocks: ResNet-18 kuangliu variant, ResNet-20/56/110 He et al.)
-and ImageNet (bottleneck, stride on the 3x3 conv as torchvision: ResNet-50/101).
+and ImageNet in torchvision's layout (7x7/2 stem + 3x3/2 max pool; basic blocks: ResNet-18
+``resnet18_torchvision``; bottlenecks with the stride on the 3x3 conv: ResNet-50/101). BN
+eps 1e-5 and momentum 0.9 (torch's 0.1) as torchvision's.
 
 Gate points: every conv's activation inside a block (``.../conv1``, ``.../conv2``), the
 stem, and every block output after the residual add (``.../out``). A block with an

@@ -26,14 +26,15 @@ def load_or_train(config: ml_collections.ConfigDict, workdir) -> Tuple[nn.Module
   """``(model, variables)``: ``config.pretrained``'s model when set, else the model trained
   (or resumed, or loaded if finished) in ``workdir/train``."""
   pretrained = config.get("pretrained", "") or ""
-  if pretrained:
-    return checkpoints.load_model(pretrained)
+  conv_impl = config.model.get("conv_impl", "auto")  # a run option: model.json does not hold it
+  if pretrained:  # a jaxdr saved model, or a torchvision-layout PyTorch state_dict (.pth)
+    from jaxdr import training  # pylint: disable=g-import-not-at-top  (the trainer imports much)
+    return checkpoints.load_pretrained(pretrained, training.model_kwargs(config), conv_impl)
   train_dir = epath.Path(workdir) / TRAIN_DIR
-  if checkpoints.has_model(train_dir / "model"):
-    return checkpoints.load_model(train_dir / "model")
-  from jaxdr import training  # pylint: disable=g-import-not-at-top  (the trainer imports much)
-  training.train_and_evaluate(config, train_dir)
-  return checkpoints.load_model(train_dir / "model")
+  if not checkpoints.has_model(train_dir / "model"):
+    from jaxdr import training  # pylint: disable=g-import-not-at-top  (the trainer imports much)
+    training.train_and_evaluate(config, train_dir)
+  return checkpoints.load_model(train_dir / "model", conv_impl=conv_impl)
 
 
 def arrays(config: ml_collections.ConfigDict, split: str, limit: Optional[int] = None

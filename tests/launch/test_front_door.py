@@ -113,7 +113,7 @@ def test_torch_is_never_a_default_dependency():
 def test_superclass_maps_and_native_kernel_source_are_package_data():
   """A wheel must carry the superclass maps and the C++ source the native conv builds from."""
   patterns = [p.strip() for p in _setup_cfg()["options.package_data"]["jaxdr"].split(",")]
-  assert patterns == ["data/superclasses/*.json", "models/native_conv.cc"]
+  assert patterns == ["data/superclasses/*.json", "ops/native_conv.cc"]
   assert len(glob.glob(str(REPO / "jaxdr" / patterns[0]))) >= 3
   assert (REPO / "jaxdr" / patterns[1]).is_file()
 

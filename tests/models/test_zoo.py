@@ -1,6 +1,8 @@
 """The model zoo: exact parameter counts, shapes on every input size, conv impls agree,
 and what `describe()` reports for MobileNetV2 / LeNet-5 / AlexNet."""
-import flax.linen as nn
+import functools
+
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,17 @@ def _num_params(model):
   return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(_variable_shapes(model)["params"]))
 
 
-@pytest.mark.parametrize("name,kw,expected", [
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, variables, x):
+  """models.apply compiled once (op by op, every op of a deep network compiles on its own)."""
+  return models.apply(model, variables, x)
+
+
+LENET = dict(num_classes=10, image_size=28, input_channels=1)
+
+
+# (name, the paper's input, exact parameter count)
+PARAM_COUNTS = [
     ("vgg16", CIFAR10, 14_728_266),            # DRNet Table 1: 14.73M
     ("resnet18", CIFAR10, 11_173_962),
     ("resnet20", CIFAR10, 272_474),            # He et al. 0.27M (option A); ours: B projections
@@ -34,10 +46,25 @@ def _num_params(model):
     ("mobilenet_v2_1.4", IMAGENET, 6_108_776),  # torchvision rounding (paper: 6.06M)
     ("mobilenet_v2_cifar", CIFAR10, 2_236_682),
     ("alexnet", IMAGENET, 61_100_840),         # torchvision
-    ("lenet5", dict(num_classes=10, image_size=28, input_channels=1), 431_080),  # Caffe
-])
-def test_param_counts(name, kw, expected):
-  assert _num_params(models.create(name, **kw)) == expected
+    ("lenet5", LENET, 431_080),                # Caffe
+]
+
+
+@pytest.mark.parametrize("name,kw,expected", PARAM_COUNTS)
+def test_param_counts_and_output_shapes(name, kw, expected):
+  """Full-size models: the exact parameter count at the paper's input size, and logits of
+  the right shape there and on 28x28x1 with 7 classes (ImageNet models on small maps too).
+  One abstract trace per size (jax.eval_shape: nothing runs)."""
+  for size, channels, classes in [(28, 1, 7), (kw["image_size"], kw["input_channels"], kw["num_classes"])]:
+    model = models.create(name, num_classes=classes, image_size=size, input_channels=channels)
+    x = jax.ShapeDtypeStruct((3, size, size, channels), jnp.float32)
+    out, variables = jax.eval_shape(lambda x: model.init_with_output(jax.random.PRNGKey(0), x), x)
+    assert out.shape == (3, classes), (name, size)
+  assert sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"])) == expected
+
+
+def test_every_zoo_model_has_its_count():
+  assert sorted(name for name, _, _ in PARAM_COUNTS) == sorted(models.ZOO)
 
 
 def test_alexnet_params_do_not_depend_on_image_size():
@@ -47,43 +74,36 @@ def test_alexnet_params_do_not_depend_on_image_size():
 
 
 @pytest.mark.parametrize("name", sorted(models.names()))
-def test_output_shapes_on_every_input_size(name):
-  """Full-width models trace on 28x28x1, 32x32x3 (and 224 for ImageNet ones), any class count."""
-  sizes = [(28, 1, 7), (32, 3, 100)]
-  if name in ("resnet50", "resnet101", "mobilenet_v2", "mobilenet_v2_1.4", "alexnet"):
-    sizes.append((224, 3, 1000))
-  for size, channels, classes in sizes:
-    model = models.create(name, num_classes=classes, image_size=size, input_channels=channels)
-    shapes = _variable_shapes(model)
-    x = jax.ShapeDtypeStruct((3, size, size, channels), jnp.float32)
-    out = jax.eval_shape(lambda v, x: models.apply(model, v, x), shapes, x)
-    assert out.shape == (3, classes), (name, size)
-
-
-@pytest.mark.parametrize("name", sorted(models.names()))
 def test_every_model_runs_on_28x28x1(name, tiny, images):
   width = {"resnet18": 1 / 16, "resnet56": 0.25, "resnet110": 0.25, "resnet101": 1 / 16,
            "mobilenet_v2_1.4": 0.25 / 1.4, "mobilenet_v2_cifar": 0.25}
   model, variables = tiny(name, **({"width": width[name]} if name in width else {}))
-  logits = models.apply(model, variables, images(2))
+  # ResNet-56/110 op by op: their 9/18 identical blocks per stage reuse each op's compile,
+  # where compiling the whole network takes longer.
+  apply = models.apply if name in ("resnet56", "resnet110") else _apply
+  logits = apply(model, variables, images(2))
   assert logits.shape == (2, 10)
   assert np.all(np.isfinite(logits))
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet20", "mobilenet_v2_cifar"])
-def test_conv_impls_agree(name, tiny, images):
-  """'xla', 'im2col' and 'auto' give the same logits (MobileNetV2's depthwise convs stay on XLA)."""
-  x = images(2, size=32, channels=3)
+@pytest.mark.parametrize("name,impls", [("vgg16", models.CONV_IMPLS), ("resnet20", ("xla", "auto", "native")),
+                                        ("mobilenet_v2_cifar", ("xla", "auto"))])
+def test_conv_impls_agree(name, impls, tiny, images):
+  """conv_impls give the same logits: VGG-16 every one (tiny maps: the dense and im2col
+  paths; 'native' takes the wider maps of a batch of 8 where its kernel loads), ResNet-20
+  the strided and 1x1 convs, MobileNetV2 its depthwise convs (which stay on XLA). Each
+  conv path is pinned against lax.conv in tests/ops."""
+  x = images(8, size=32, channels=3)
   width = {"mobilenet_v2_cifar": 0.25}.get(name, {})
   outs = []
-  for impl in ("xla", "im2col", "auto"):
+  for impl in impls:
     # Same seed and shapes: the same variables for every impl.
     model, variables = tiny(name, conv_impl=impl, **CIFAR10, **({"width": width} if width else {}))
-    outs.append(np.asarray(models.apply(model, variables, x)))
+    outs.append(np.asarray(_apply(model, variables, x)))
   scale = np.max(np.abs(outs[0]))
   assert scale > 0
-  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-4 * scale)
-  np.testing.assert_allclose(outs[2], outs[0], rtol=0, atol=1e-4 * scale)
+  for impl, out in zip(impls, outs):
+    np.testing.assert_allclose(out, outs[0], rtol=0, atol=1e-4 * scale, err_msg=impl)
 
 
 def test_make_divisible_matches_torchvision_rounding():
@@ -149,16 +169,14 @@ def test_mobilenet_v2_linear_bottleneck(tiny, images):
   """No activation after the residual add or the projection: block outputs go negative
   (with a ReLU after the add, as in ResNet, they could not)."""
   model, variables = tiny("mobilenet_v2")
-  outs = {}
 
-  def record(next_fun, args, kwargs, context):
-    y = next_fun(*args, **kwargs)
-    if isinstance(context.module, layers.Gate):
-      outs[layers.path_key(context.module.scope.path)] = y
-    return y
+  @jax.jit
+  def gate_outputs(variables, x):
+    _, state = model.apply(variables, x, None, False, mutable=["intermediates"],
+                           capture_intermediates=lambda m, name: isinstance(m, layers.Gate))
+    return {"/".join(k[:-1]): v[0] for k, v in traverse_util.flatten_dict(state["intermediates"]).items()}
 
-  with nn.intercept_methods(record):
-    models.apply(model, variables, images(2))
+  outs = gate_outputs(variables, images(2))
   assert "stage3_block1/out" in outs  # an identity block
   assert all(float(jnp.min(y)) < 0 for y in outs.values())
 

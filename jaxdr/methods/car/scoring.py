@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxdr import batching, models
+from jaxdr import batching, models, ops
 from jaxdr.errors import ConfigError
 from jaxdr.models import layers as layers_lib
 
@@ -95,8 +95,8 @@ def _channel_contribution(module, args, channel: jnp.ndarray, variables: PyTree,
     xc = jax.lax.dynamic_slice_in_dim(x, channel, 1, axis=x.ndim - 1)
     kc = jax.lax.dynamic_slice_in_dim(kernel, channel, 1, axis=2)
     pad = module.kernel // 2 if module.padding is None else module.padding
-    return layers_lib.conv2d(xc, kc, stride=module.stride, padding=pad, groups=1,
-                             impl=module.conv_impl)
+    return ops.conv2d(xc, kc, stride=module.stride, padding=pad, groups=1,
+                      impl=module.conv_impl)
   x = args[0]  # nn.Dense input, flattened (H, W, C): channel c owns rows c, c + C, ...
   params = variables["params"]
   for name in module.scope.path:

@@ -1,13 +1,18 @@
-"""A native CPU kernel for 3x3 stride-1 'same' convolutions (native_conv.cc, AVX-512).
+"""An opt-in native CPU kernel for 3x3 stride-1 'same' convolutions (native_conv.cc, AVX-512).
 
 XLA's CPU convolutions run the narrow layers a pruned network is made of at a fraction of their
-arithmetic rate on wide ones (8 channels on 32x32 maps: ~32 vs ~90 GMAC/s here), so sliced
-models ran far slower than their FLOPs. This kernel runs them at ~100 GMAC/s
-(benchmarks/results/surgery_speed.md). It is compiled with the system C++ compiler on first use,
-into a per-machine cache, and registered as an XLA FFI target; where that is impossible (no
-compiler, no AVX-512, not x86-64 Linux) `available()` is False and callers use XLA's convolution.
+arithmetic rate on wide ones, so sliced models ran far slower than their FLOPs; this kernel
+runs them near the wide-layer rate (benchmarks/results/surgery_speed.md).
 
-    JAXDR_NATIVE_CONV=0        never use it (the process-wide switch, read at trace time)
+It is used only by ``conv_impl='native'``, and only after `load()` ran outside any trace:
+`load()` compiles native_conv.cc with the system C++ compiler (once per source, compiler,
+jaxlib and CPU, into a per-machine cache) and registers it as an XLA FFI target.
+``jaxdr.models.create(..., conv_impl='native')`` calls it; scripts that call `jaxdr.ops.conv2d`
+themselves call it first. At trace time `jaxdr.ops.conv2d` only reads `ready()`: nothing is
+compiled or written while JAX traces. Where the kernel cannot run (not x86-64 Linux, no
+AVX-512, no compiler, the switch off), `load()` logs why once and 'native' runs as 'auto'.
+
+    JAXDR_NATIVE_CONV=0        never use it (the process-wide switch)
     JAXDR_CACHE_DIR=/path      where the compiled library goes (default ~/.cache/jaxdr)
     CXX=clang++                the compiler (default g++)
 """
@@ -21,11 +26,13 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import List, Optional
 
 import jax
 import jax.numpy as jnp
 from absl import logging
+
+from jaxdr.ops import xla_conv
 
 SOURCE = os.path.join(os.path.dirname(__file__), "native_conv.cc")
 TARGET = "jaxdr_conv3x3"
@@ -35,27 +42,39 @@ ENV_SWITCH = "JAXDR_NATIVE_CONV"
 MIN_WIDTH = 8
 MIN_PIXELS = 512
 
+_loaded = False                 # load() registered the FFI target in this process
+_failure: Optional[str] = None  # why load()'s build or registration failed
+_warned: set = set()            # reasons already logged
+
 
 def enabled() -> bool:
-  """The process-wide switch: False when JAXDR_NATIVE_CONV is '0' (or 'false', 'off')."""
+  """The process-wide switch: False when JAXDR_NATIVE_CONV is '0' (or 'false', 'off', 'no')."""
   return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def _cpu_flags() -> Iterator[str]:
-  """The CPU's model and feature lines of /proc/cpuinfo (what -march=native compiles for)."""
+def cpu_flags() -> List[str]:
+  """The CPU's model and feature lines of /proc/cpuinfo (what -march=native compiles for);
+  empty where there is no /proc/cpuinfo."""
   try:
     with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith(("flags", "model name")):
-          yield line.strip()
+      return [line.strip() for line in f if line.startswith(("flags", "model name"))]
   except OSError:
-    return
+    return []
+
+
+def has_avx512() -> bool:
+  return any(" avx512f " in f" {line} " for line in cpu_flags())
+
+
+def compiler() -> str:
+  """The C++ compiler `load()` builds with ($CXX, default g++)."""
+  return os.environ.get("CXX", "g++")
 
 
 def _build(cache_dir: str) -> str:
   """Compiles SOURCE for this machine (once per source, compiler, jaxlib and CPU) and returns
   the shared library's path. Concurrent processes each build to a temporary name and rename."""
-  cxx = os.environ.get("CXX", "g++")
+  cxx = compiler()
   if shutil.which(cxx) is None:
     raise RuntimeError(f"no C++ compiler ({cxx!r} not on PATH; apt-get install -y g++)")
   include = jax.ffi.include_dir()
@@ -65,7 +84,7 @@ def _build(cache_dir: str) -> str:
   version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
   key = hashlib.sha256(b"\0".join(
       [source, cxx.encode(), version.encode(), " ".join(flags).encode(), jax.__version__.encode(),
-       "\n".join(_cpu_flags()).encode()])).hexdigest()[:16]
+       "\n".join(cpu_flags()).encode()])).hexdigest()[:16]
   path = os.path.join(cache_dir, f"native_conv-{key}.so")
   if os.path.exists(path):
     return path
@@ -85,42 +104,72 @@ def _build(cache_dir: str) -> str:
 
 
 @functools.cache
-def _load() -> str | None:
-  """Builds and registers the FFI target; None on success, else why it is unavailable."""
-  if platform.system() != "Linux" or platform.machine() != "x86_64":
-    return f"not x86-64 Linux ({platform.system()} {platform.machine()})"
-  if not any(" avx512f " in f" {line} " for line in _cpu_flags()):
-    return "the CPU has no AVX-512"
+def _build_and_register() -> Optional[str]:
+  """Builds and registers the FFI target once per process; None on success, else why not."""
   cache_dir = os.environ.get("JAXDR_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxdr"))
   try:
     lib = ctypes.cdll.LoadLibrary(_build(cache_dir))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.JaxdrConv3x3), platform="cpu")
   except (OSError, RuntimeError) as e:
-    logging.warning("jaxdr native conv unavailable, using XLA's: %s", e)
     return str(e)
   return None
 
 
-def available() -> bool:
-  """Whether `conv3x3` can run here: the switch is on and the kernel built and registered."""
-  return enabled() and _load() is None
-
-
-def unavailable_reason() -> str | None:
-  """None when `available()`, else one line saying why not."""
+def unavailable_reason() -> Optional[str]:
+  """Why the kernel cannot run here without building it (None: it may): the switch, the
+  platform, the CPU's AVX-512, the compiler; or a failed earlier `load()`."""
   if not enabled():
     return f"{ENV_SWITCH}=0"
-  return _load()
+  if platform.system() != "Linux" or platform.machine() != "x86_64":
+    return f"not x86-64 Linux ({platform.system()} {platform.machine()})"
+  if not has_avx512():
+    return "the CPU has no AVX-512 (avx512f)"
+  if not _loaded and shutil.which(compiler()) is None:
+    return f"no C++ compiler ({compiler()!r} not on PATH; apt-get install -y g++)"
+  return None if _loaded else _failure
+
+
+def _warn_once(reason: str) -> None:
+  if reason not in _warned:
+    _warned.add(reason)
+    logging.warning("jaxdr native conv kernel unavailable (%s): conv_impl 'native' runs as 'auto'", reason)
+
+
+def load() -> bool:
+  """Builds (or finds in the cache) and registers the kernel; True when `conv3x3` can run.
+  Call it outside any trace: ``models.create(..., conv_impl='native')`` does. Where the
+  kernel cannot run, logs why (once per reason) and returns False."""
+  global _loaded, _failure
+  reason = unavailable_reason()
+  if reason is None and not _loaded:
+    reason = _failure = _build_and_register()
+    _loaded = reason is None
+  if reason is not None:
+    _warn_once(reason)
+    return False
+  return True
+
+
+def ready() -> bool:
+  """Whether `conv3x3` can run now: `load()` succeeded and the switch is on. Builds nothing
+  (what the conv dispatcher reads at trace time)."""
+  return _loaded and enabled()
+
+
+def warn_not_ready() -> None:
+  """Logs once why conv_impl 'native' traced without the kernel (called at trace time)."""
+  _warn_once(unavailable_reason() or "jaxdr.ops.native_conv.load() was not called before tracing")
 
 
 def applies(x, kernel, stride: int, padding: int, groups: int) -> bool:
-  """Whether 'auto' should use the kernel: 3x3, stride 1, padding 1, dense, float32, on CPU,
+  """Whether the kernel fits this conv: 3x3, stride 1, padding 1, dense, float32, on CPU,
   with maps >= MIN_WIDTH wide and >= MIN_PIXELS pixels in the batch (below that, each call
-  rereads all weights for a few pixels and XLA's conv is as fast or faster)."""
+  rereads all weights for a few pixels and XLA's conv is as fast or faster). Whether it is
+  loaded is `ready()`."""
   return (kernel.shape[:2] == (3, 3) and (stride, padding, groups) == (1, 1, 1)
           and x.ndim == 4 and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
           and x.shape[2] >= MIN_WIDTH and x.shape[0] * x.shape[1] * x.shape[2] >= MIN_PIXELS
-          and jax.default_backend() == "cpu" and available())
+          and jax.default_backend() == "cpu")
 
 
 def _pack(kernel):
@@ -145,9 +194,9 @@ def _pack(kernel):
 
 @jax.custom_batching.custom_vmap
 def _call(x, kernel):
-  reason = _load()
-  if reason is not None:
-    raise RuntimeError(f"jaxdr native conv unavailable: {reason}")
+  if not _loaded:
+    raise RuntimeError("jaxdr native conv kernel not loaded: call jaxdr.ops.native_conv.load() "
+                       "outside the trace first")
   out = jax.ShapeDtypeStruct(x.shape[:3] + kernel.shape[3:], x.dtype)
   return jax.ffi.ffi_call(TARGET, out)(x, _pack(kernel))
 
@@ -168,7 +217,7 @@ def _call_vmap(axis_size, in_batched, x, kernel):
 def conv3x3(x, kernel):
   """x [N, H, W, Cin] (*) kernel [3, 3, Cin, Cout] -> [N, H, W, Cout], stride 1, zero padding 1.
   Reverse-mode differentiable: the input gradient is the same kernel on the flipped,
-  transposed weights; the kernel gradient is XLA's. Check `applies` first."""
+  transposed weights; the kernel gradient is XLA's. Needs `load()` first."""
   return _call(x, kernel)
 
 
@@ -177,10 +226,9 @@ def _conv3x3_fwd(x, kernel):
 
 
 def _conv3x3_bwd(res, g):
-  from jaxdr.models import layers  # pylint: disable=g-import-not-at-top  (layers imports this module)
   x, kernel = res
-  dx = _call(g, layers._flipped_transposed(kernel))
-  return dx, layers._stride1_kernel_grad(x, kernel, g, 1)
+  dx = _call(g, xla_conv.flipped_transposed(kernel))
+  return dx, xla_conv.stride1_kernel_grad(x, kernel, g, 1)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)

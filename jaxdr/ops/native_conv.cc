@@ -1,5 +1,5 @@
 // A direct 3x3, stride-1, 'same' convolution for NHWC float32 maps, as an XLA FFI custom call
-// on CPU (AVX-512); native_conv.py builds it, packs the weights and decides where it is used. XLA's CPU convolutions run 8-channel layers at
+// on CPU (AVX-512); native_conv.py builds it and packs the weights; conv.py decides where it is used. XLA's CPU convolutions run 8-channel layers at
 // about a third of the arithmetic rate of 32- or 64-channel ones, which is what a pruned
 // network is made of; see benchmarks/results/surgery_speed.md.
 //

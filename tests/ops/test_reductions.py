@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdr import reductions
+from jaxdr.ops import reductions
 
 
 @pytest.mark.parametrize("shape,axes", [
