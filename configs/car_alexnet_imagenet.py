@@ -2,15 +2,15 @@
 its own, greedily to the end; the stop point (and Table 1) is the 5% relative drop.
 
 The paper's AlexNet has Caffe's reference widths (96 / 256 / 384 / 384 / 256): model
-'alexnet_caffe' (from the torchimport branch; until it is merged here, torchvision's 'alexnet').
+'alexnet_caffe' (torchvision's widths: ``--config.model.name=alexnet``).
 As the paper, CAR is scored on one half of the ImageNet validation split (jaxdr's test split for
 imagenet2012: 25 images per class) and everything is measured on the other half. Past the 5% point
 the greedy loop removes 5 filters per iteration (the paper's speed-up: "up to five filters in one
 iteration without loss in accuracy"). Fine-tuning images are read into memory from the start of
 the train split (``car.train_examples``).
 
-Needs a trained AlexNet (``--config.pretrained=DIR``, a jaxdr model or a torchvision .pth once the
-import lands) and the prepared ImageNet tfds data; sized for an accelerator host (not run on the
+Needs a trained AlexNet (``--config.pretrained=DIR``: a jaxdr model, or a torchvision-layout .pth
+with these widths) and the prepared ImageNet tfds data; sized for an accelerator host (not run on the
 2-core CPU: the two validation halves take ~30 GB as float32).
 
     python -m jaxdr.main --config=configs/car_alexnet_imagenet.py --config.pretrained=DIR --workdir=DIR2
@@ -19,7 +19,6 @@ import os
 import runpy
 import types
 
-from jaxdr import models
 from jaxdr.methods.car.options import CarOptions
 
 
@@ -30,8 +29,7 @@ def _sibling(name):
 
 def get_config():
   config = _sibling("car_fashion_mnist").get_config()
-  # At merge with torchimport: just "alexnet_caffe".
-  config.model.name = "alexnet_caffe" if "alexnet_caffe" in models.names() else "alexnet"
+  config.model.name = "alexnet_caffe"  # the paper's (BVLC) widths
   config.dataset.name = "imagenet2012"
   config.dataset.image_size = 224
   config.dataset.input_channels = 3
