@@ -73,7 +73,7 @@ def sections(keys, results: Dict[str, Any], cfg) -> list:
               "after the slash; 'next' = the layer(s) reading the pruned one.\n\n"
               + figures.table1_markdown(results["table1"])))
   pc_rows = [{"layer": kk, "kept": p["kept"], "filters": p["filters"],
-              "classes at most 3 points below uncompressed": f"{p['within']:.0%}"}
+              "classes losing at most 0.03 accuracy": f"{p['within']:.0%}"}
              for kk, p in results["per_class"].items()]
   out.append(("Per-class accuracy after CAR compression at Table 1's point (Fig. 8)", reporting.markdown_table(pc_rows)))
   for kk in keys:
