@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
+from jaxdr import ops
 from jaxdr.models import layers
 
 
@@ -31,6 +32,6 @@ class ConvNet5(layers.Backbone):
       x = layers.ConvUnit(self.width_of(key, default), conv_impl=self.conv_impl, name=name)(
           x, mask, train, src=src)
       if i in self.pool_after:
-        x = layers.max_pool(x, 2, 2, "SAME")
+        x = ops.max_pool(x, 2, 2, "SAME")
       src = key
     return layers.DenseUnit(self.num_classes, name="fc")(x, src=src)

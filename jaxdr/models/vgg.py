@@ -44,7 +44,7 @@ def floor_max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   side is passed through (torch fails there), so inputs below 32x32 still run."""
   if min(x.shape[1], x.shape[2]) < 2:
     return x[:, ::2, ::2, :]
-  return layers.max_pool(x, 2, 2, "VALID")
+  return ops.max_pool(x, 2, 2, "VALID")
 
 
 class TorchvisionVGG(layers.Backbone):

@@ -13,7 +13,7 @@ IMAGENET = dict(num_classes=1000, image_size=224, input_channels=3)
 MNIST = dict(num_classes=10, image_size=28, input_channels=1)
 
 
-@pytest.mark.parametrize("name,kw,params,macs", [
+PUBLISHED = [
     ("vgg16_torchvision", IMAGENET, 138_357_544, 15.47e9),     # torchvision: 138,357,544, 15.47 GFLOPS
     ("vgg16_bn_torchvision", IMAGENET, 138_365_992, 15.47e9),  # torchvision: 138,365,992, 15.47
     ("resnet18_torchvision", IMAGENET, 11_689_512, 1.81e9),    # torchvision: 11,689,512, 1.81
@@ -21,7 +21,10 @@ MNIST = dict(num_classes=10, image_size=28, input_channels=1)
     # Caffe widths, one tower: 60,965,224 with Caffe's two groups in conv2/4/5.
     ("alexnet_caffe", IMAGENET, 62_378_344, 1.14e9),
     ("convnet5", MNIST, 96_554, 18.3e6),
-])
+]
+
+
+@pytest.mark.parametrize("name,kw,params,macs", PUBLISHED)
 def test_published_counts(name, kw, params, macs):
   c = costs.count(models.create(name, **kw))
   assert c.params == params
