@@ -55,7 +55,8 @@ def curves(curves_by_layer: Mapping[str, Mapping[str, Any]], layers_info: Sequen
                               title=f"{info['name']}: accuracy vs filters kept",
                               hlines=((reference, f"uncompressed ({reference:.3f})", "saddlebrown"),)
                               + (((1 - drop) * reference, f"Table 1: {drop:.0%} relative drop", "grey"),) * bool(drop)))
-  return plots.curves(panels, path)
+  entries = max(len(p.series) + len(p.hlines) for p in panels)
+  return plots.curves(panels, path, legend_outside=entries > 7)
 
 
 def first_layer_filters(kernel: np.ndarray, car: np.ndarray, path):

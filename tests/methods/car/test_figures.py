@@ -35,3 +35,22 @@ def test_class_accuracy_figure(tmp_path):
            "after": [0.85, 0.8, 0.6], "within": 2 / 3}
   figures.class_accuracy([panel], ["a", "b", "c"], tmp_path / "fig8.png")
   assert (tmp_path / "fig8.png").stat().st_size > 0
+
+
+def test_curves_with_many_lines_put_the_legend_outside(tmp_path, monkeypatch):
+  from jaxdr.toolkit import plots  # pylint: disable=g-import-not-at-top
+  seen = {}
+  real = plots.curves
+
+  def spy(panels, path, **kw):
+    seen.update(kw)
+    return real(panels, path, **kw)
+  monkeypatch.setattr(plots, "curves", spy)
+  pts = [{"kept": n, "accuracy": 0.5 + 0.1 * n, "std": 0.01} for n in (1, 2, 3)]
+  curve = {name: pts for name in ("car", "car_finetuned", "car_retrained", "incoming", "outgoing", "random")}
+  curve["car_stop_point"] = {"kept": 2, "accuracy": 0.7, "label": "stop"}
+  figures.curves({"conv1": curve}, [{"name": "conv1", "filters": 3}], 0.8, tmp_path / "c.png", "held-out test half", 0.05)
+  assert seen["legend_outside"] and (tmp_path / "c.png").stat().st_size > 0
+  del curve["car_retrained"], curve["car_stop_point"]
+  figures.curves({"conv1": curve}, [{"name": "conv1", "filters": 3}], 0.8, tmp_path / "d.png", "held-out test half", 0.05)
+  assert not seen["legend_outside"]
