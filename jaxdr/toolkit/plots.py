@@ -105,12 +105,14 @@ class Panel:
   hlines: Sequence[Tuple[float, str, str]] = ()
 
 
-def curves(panels: Sequence[Panel], path, title: str = "", panel_size: Tuple[float, float] = (5.5, 4.0)):
-  """Line plots side by side, one axes per panel (integer ticks on an x axis of whole numbers)."""
+def curves(panels: Sequence[Panel], path, title: str = "", panel_size: Tuple[float, float] = (5.5, 4.0),
+           legend_outside: bool = False):
+  """Line plots side by side, one axes per panel (integer ticks on an x axis of whole numbers);
+  ``legend_outside`` puts each panel's legend to its right (many lines: no curve hidden)."""
   plt = _pyplot()
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
-                           squeeze=False)
+  width = panel_size[0] + (3.0 if legend_outside else 0.0)
+  fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), panel_size[1]), squeeze=False)
   for ax, panel in zip(axes[0], panels):
     for s in panel.series:
       if s.yerr is not None:
@@ -126,9 +128,14 @@ def curves(panels: Sequence[Panel], path, title: str = "", panel_size: Tuple[flo
     if panel.title:
       ax.set_title(panel.title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if legend_outside:
+      ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+      ax.legend(fontsize=7)
   if title:
     fig.suptitle(title)
+  if legend_outside:
+    fig.tight_layout()
   return reporting.save_figure(fig, path)
 
 

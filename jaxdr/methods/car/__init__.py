@@ -4,7 +4,14 @@ compression, and which classes each filter matters for.
 
   scoring.py     all candidate removals of a layer at once (`score_layer`, `car_index`,
                  `evaluate_masks`, `gate_sweep_logits`, `balanced_indices`)
-  greedy.py      Algorithm 1, resumable (`greedy_compress`, `GreedyOptions`, `GreedyState`)
+  sets.py        scoring / evaluation / fine-tuning data (`load`, `balanced_halves`): held-out by default
+  greedy.py      Algorithm 1 to the end, resumable, optional retraining (`greedy_compress`, ...)
+  branches.py    residual branches pruned to 0 filters (`is_branch_gate`, `without_branch`, ...)
+  curves.py      accuracy along pruning orders, CAR + fine-tuning (`curve_grid`, `Evaluator`, ...)
+  table.py       Table 1: kept filters, ratio, FLOPs (= MACs), storage at a relative drop
+  layer.py       everything measured for one compressed layer (`analyse`)
+  patches.py     receptive fields and top activating patches (Figs. 6, 7, 9A)
+  figures.py     the figures (Figs. 2-9); report.py: report.md's sections
   carc.py        per-class CAR (`carc_index`, `carc_table`)
   baselines.py   weight-based and random pruning orders (`incoming_importance`, `masks_along`, ...)
   options.py     `CarOptions`: the ``car`` config section (``car.finetune``: `CarFinetuneOptions`)
@@ -13,9 +20,13 @@ compression, and which classes each filter matters for.
 from jaxdr.methods.car.baselines import (incoming_importance, layer_kernel, masks_along, order_by,  # noqa: F401
                                          outgoing_importance, random_orders)
 from jaxdr.methods.car.carc import carc_index, carc_table  # noqa: F401
-from jaxdr.methods.car.experiment import curve_grid, run  # noqa: F401
+from jaxdr.methods.car.branches import branch_mask, is_branch_gate, without_branch  # noqa: F401
+from jaxdr.methods.car.curves import curve_grid  # noqa: F401
+from jaxdr.methods.car.experiment import run  # noqa: F401
 from jaxdr.methods.car.greedy import GreedyOptions, GreedyState, greedy_compress  # noqa: F401
-from jaxdr.methods.car.options import CarFinetuneOptions, CarOptions, MODES  # noqa: F401
+from jaxdr.methods.car.options import CarFinetuneOptions, CarOptions, MODES, SCORING_SETS  # noqa: F401
+from jaxdr.methods.car.patches import receptive_field, top_activations  # noqa: F401
+from jaxdr.methods.car.sets import balanced_halves  # noqa: F401
 from jaxdr.methods.car.scoring import (Scores, accuracy, balanced_indices, candidate_logits,  # noqa: F401
                                        candidate_mesh, car_index, evaluate_masks, gate_sweep_logits,
                                        reusable, score_layer, score_removals, score_sequential)

@@ -55,3 +55,31 @@ def hand_built():
   x = np.asarray([r[0] for r in rows], np.float32).reshape(20, 1, 1, 3)
   y = np.asarray([r[1] for r in rows], np.int32)
   return model, variables, x, y
+
+
+def randomise_bn(variables, seed=0):
+  """BatchNorm scale / bias / running statistics drawn at random, so a closed branch's BN shift
+  is not 0 (freshly initialised BN maps 0 to 0)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, x):
+    name = str(getattr(path[-1], "key", path[-1]))
+    shape = np.shape(x)
+    if name == "var":
+      return jnp.asarray(rng.uniform(0.5, 2.0, shape), jnp.float32)
+    if name in ("mean", "bias") and len(path) > 2 and "bn" in str(path[-2]):
+      return jnp.asarray(rng.normal(0, 0.5, shape), jnp.float32)
+    if name == "scale":
+      return jnp.asarray(rng.uniform(0.5, 1.5, shape), jnp.float32)
+    return x
+  return jax.tree_util.tree_map_with_path(leaf, dict(variables))
+
+
+def tiny_resnet(stage_sizes=(2, 1, 1), bottleneck=False, seed=0):
+  """A CIFAR-style ResNet with 2 blocks in stage 1 (block 1 has an identity shortcut), tiny widths,
+  random BN; ``stage_sizes=(1, 1, 1)`` is the same network without stage 1's block 1."""
+  from jaxdr.models import resnet  # pylint: disable=g-import-not-at-top
+  model = resnet.ResNet(stage_sizes=stage_sizes, stage_widths=(3, 4, 5) if not bottleneck else (2, 3, 3),
+                        stem_width=4, bottleneck=bottleneck, num_classes=3, image_size=8, input_channels=2,
+                        conv_impl="xla")
+  return model, randomise_bn(models.init(model, jax.random.PRNGKey(seed)), seed)
