@@ -16,7 +16,9 @@ def get_config():
   c.seed = 0
   c.pretrained = ""
 
-  c.model = ml_collections.ConfigDict(dict(name="vgg16", width=0.125, conv_impl="auto"))
+  # 'native': jaxdr's AVX-512 kernel for the narrow 3x3 convs where the CPU has it (else 'auto',
+  # said once in the log); ~1.2x the training speed of 'auto' on an AVX-512 CPU.
+  c.model = ml_collections.ConfigDict(dict(name="vgg16", width=0.125, conv_impl="native"))
   c.dataset = ml_collections.ConfigDict(dict(
       name="fashion_mnist", data_dir="", image_size=28, input_channels=1, num_classes=10))
   c.train = TrainOptions(batch_size=128, epochs=6, learning_rate=0.1, momentum=0.9, nesterov=True,

@@ -222,6 +222,6 @@ def test_config_pretrained_pth_is_what_a_method_loads(tv, tmp_path):
   config.dataset.image_size, config.dataset.input_channels = 64, 3
   config.pretrained = str(tmp_path / "a.pth")
   model, variables = base.load_or_train(config, tmp_path / "work")
-  assert model == _tiny_alexnet() and not (tmp_path / "work").exists()
+  assert model == _tiny_alexnet(conv_impl=config.model.conv_impl) and not (tmp_path / "work").exists()
   direct = torch_weights.load_pth(tmp_path / "a.pth", model)
   assert jax.tree.all(jax.tree.map(np.array_equal, variables, direct))
