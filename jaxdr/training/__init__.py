@@ -6,7 +6,7 @@
 """
 from jaxdr.training.distributed import (data_mesh, global_batch, local_batch_size,  # noqa: F401
                                         maybe_initialize_distributed)
-from jaxdr.training.evaluate import evaluate, split_evaluator, sums  # noqa: F401
+from jaxdr.training.evaluate import evaluate, split_evaluator, sums, test_batches  # noqa: F401
 from jaxdr.training.inputs import ArraySource, DatasetSource  # noqa: F401
 from jaxdr.training.loop import FitResult, fit, total_steps  # noqa: F401
 from jaxdr.training.metrics import read_metrics  # noqa: F401

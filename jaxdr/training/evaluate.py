@@ -9,7 +9,7 @@ Both run one jitted step per batch shape; padded rows (``batch['mask']`` 0) do n
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -58,32 +58,42 @@ def evaluate(model, variables: PyTree, images: np.ndarray, labels: np.ndarray, *
   return float(total["correct"]) / max(float(total["count"]), 1.0)
 
 
+def test_batches(mesh, *, dataset: str, batch_size: int, data_dir: Optional[str] = None,
+                 image_size: Optional[int] = None, limit: int = 0
+                 ) -> Iterator[Tuple[Dict[str, jax.Array], Dict[str, np.ndarray]]]:
+  """``(global batch, this process's rows)`` of a dataset's test split, padded to ``batch_size``
+  (``mask`` 0 on padding and on rows past the first ``limit`` examples when > 0)."""
+  local_bs = distributed.local_batch_size(batch_size)
+  local_limit = -(-limit // jax.process_count())
+  seen = 0  # rows of this process's shard
+  for batch in data.iterator(dataset, data.info(dataset).test_split, batch_size, train=False,
+                             data_dir=data_dir, image_size=image_size,
+                             process_index=jax.process_index(), process_count=jax.process_count()):
+    batch = {k: batch[k] for k in ("image", "label", "mask")}
+    if limit:
+      batch["mask"] = batch["mask"] * (seen + np.arange(local_bs) < local_limit)
+    yield distributed.global_batch(mesh, batch), batch
+    seen += local_bs
+    if limit and seen >= local_limit:
+      break
+
+
 def split_evaluator(mesh, logits_fn: LogitsFn, *, dataset: str, batch_size: int,
                     data_dir: Optional[str] = None, image_size: Optional[int] = None,
                     limit: int = 0) -> Callable[[PyTree], Dict[str, float]]:
   """``evaluate(variables) -> {test_loss, test_accuracy, test_examples}``: exact over a
   dataset's test split (its first ``limit`` examples when > 0), data parallel over ``mesh``;
   ``logits_fn(variables, images)`` is the eval-mode network (plain, masked or gated)."""
-  local_bs = distributed.local_batch_size(batch_size)
   step = jax.jit(lambda v, b: sums(logits_fn(v, b["image"]), b),
                  out_shardings=distributed.replicated(mesh))
-  local_limit = -(-limit // jax.process_count())
 
   def run(variables) -> Dict[str, float]:
     totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-    seen = 0  # rows of this process's shard
-    for batch in data.iterator(dataset, data.info(dataset).test_split, batch_size, train=False,
-                               data_dir=data_dir, image_size=image_size,
-                               process_index=jax.process_index(), process_count=jax.process_count()):
-      batch = {k: batch[k] for k in ("image", "label", "mask")}
-      if limit:
-        batch["mask"] = batch["mask"] * (seen + np.arange(local_bs) < local_limit)
-      out = step(variables, distributed.global_batch(mesh, batch))
+    for batch, _ in test_batches(mesh, dataset=dataset, batch_size=batch_size, data_dir=data_dir,
+                                 image_size=image_size, limit=limit):
+      out = step(variables, batch)
       for k in totals:
         totals[k] += float(out[k])
-      seen += local_bs
-      if limit and seen >= local_limit:
-        break
     return {**summarise(totals, "test"), "test_examples": int(totals["count"])}
 
   return run

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdr import batching, data, training
+from jaxdr import batching, training
 from jaxdr.methods.dmnn.flops import CostTable
 from jaxdr.models import dmnn
 from jaxdr.training import distributed
@@ -115,21 +115,10 @@ def run_split(model, variables, table: CostTable, dataset: str, *, batch_size: i
   step = _bind(_step(model, distributed.replicated(mesh)), table, mask)
   local_bs = distributed.local_batch_size(batch_size)
   rows = slice(jax.process_index() * local_bs, (jax.process_index() + 1) * local_bs)
-  local_limit = -(-limit // jax.process_count())
-
-  def batches():
-    seen = 0
-    for batch in data.iterator(dataset, data.info(dataset).test_split, batch_size, train=False,
-                               data_dir=data_dir, image_size=image_size,
-                               process_index=jax.process_index(), process_count=jax.process_count()):
-      batch = {k: batch[k] for k in ("image", "label", "mask")}
-      if limit:
-        batch["mask"] = batch["mask"] * (seen + np.arange(local_bs) < local_limit)
-      yield distributed.global_batch(mesh, batch), batch["image"], rows
-      seen += local_bs
-      if limit and seen >= local_limit:
-        break
-  return _collect(step, variables, batches())
+  batches = ((batch, local["image"], rows) for batch, local in training.test_batches(
+      mesh, dataset=dataset, batch_size=batch_size, data_dir=data_dir, image_size=image_size,
+      limit=limit))
+  return _collect(step, variables, batches)
 
 
 def summarise(ev: Evaluation, table: CostTable, group_names: Sequence[str],
