@@ -18,10 +18,12 @@ With ``--paths=random`` the controllers' decisions are replaced by per-image ran
 network whose controllers route every image the same way never exercises the gather of the
 batch dispatch, this does.
 
-Batch 1 is timed two ways: each image its own call (JAX's per-call dispatch included, as a
-server would see it), and all images in one jitted `lax.map` whose steps are single images
-(the network's own latency: `lax.cond` still runs one branch there, as `lax.map` is a loop,
-not a `vmap`). Larger batches: consecutive test images, one call each. Reported per image:
+Timed three ways: each batch its own call with the weights as arguments (JAX flattens and
+checks the ~270 weight arrays on every call); each batch its own call of a function that
+closes over the weights (``--bound_weights``: only the images are arguments, as a server with
+fixed weights would run it); and, at batch 1, all images in one jitted `lax.map` whose steps
+are single images (the network's own latency: `lax.cond` still runs one branch there, as
+`lax.map` is a loop, not a `vmap`). Batches are consecutive test images. Reported per image:
 median over ``--repeats`` passes; the ratio to all-on, next to the mean executed-FLOPs ratio of the very images timed (the
 targets: <= ratio + 0.10 at batch 1, <= ratio + 0.15 at batch 128). Skip's logits are checked
 against the masked path's first. Writes a markdown file with the CPU model (``lscpu``).
@@ -63,9 +65,14 @@ flags.DEFINE_enum("paths", "trained", ["trained", "random"],
                   "sub-block on with probability --random_rate, as a per-row mask [B, N] that replaces "
                   "the controllers; what the dispatch costs when images do take different paths).")
 flags.DEFINE_float("random_rate", 0.5, "Probability a sub-block is on with --paths=random.")
+flags.DEFINE_bool("bound_weights", True,
+                  "Also time batch calls whose jitted function closes over the weights (only the "
+                  "images, and a random-path mask, are arguments: what a server with fixed weights "
+                  "runs; the per-call cost of passing the ~270 weight arrays is left out).")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
 
 VARIANTS = ("all-on", "masked", "skip")
+MODE_SUFFIX = {"per call": "", "per call, weights bound": " bound", "in one jit (lax.map)": " loop"}
 
 
 def cpu_model() -> str:
@@ -119,9 +126,10 @@ def main(argv):
     n = (len(images) // batch) * batch
     batches = [(jnp.asarray(images[i:i + batch]), gates_mask(batch)) for i in range(0, n, batch)]
     fast = model.clone(dispatch="skip", buckets=FLAGS.buckets)
-    fns = {"all-on": jax.jit(lambda v, x, m: models.apply(model, v, x, all_on)),
-           "masked": jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[:2]),
-           "skip": jax.jit(lambda v, x, m: models.apply(fast, v, x, m))}
+    raw = {"all-on": lambda v, x, m: models.apply(model, v, x, all_on),
+           "masked": lambda v, x, m: dmnn.forward(model, v, x, m)[:2],
+           "skip": lambda v, x, m: models.apply(fast, v, x, m)}
+    fns = {k: jax.jit(f) for k, f in raw.items()}
     compile_s = {}
     for name, fn in fns.items():
       start = time.perf_counter()
@@ -133,6 +141,13 @@ def main(argv):
     ratio = float(table.executed(gates).mean() / table.total_macs)
     calls = {k: (lambda b, f=f: f(variables, *b)) for k, f in fns.items()}
     modes = {"per call": (calls, batches)}
+    if FLAGS.bound_weights:  # the same forwards with the weights bound: only the batch is passed
+      bound = {k: jax.jit(lambda x, m, f=f: f(variables, x, m)) for k, f in raw.items()}
+      for k, f in bound.items():
+        start = time.perf_counter()
+        jax.block_until_ready(f(*batches[0]))
+        compile_s[k + " bound"] = time.perf_counter() - start
+      modes["per call, weights bound"] = ({k: (lambda b, f=f: f(*b)) for k, f in bound.items()}, batches)
     if batch == 1:  # the same single-image forwards as one jitted loop (no per-call dispatch)
       stacked = (jnp.asarray(images[:n]), None if batches[0][1] is None else
                  jax.tree.map(lambda *a: jnp.stack(a), *[m for _, m in batches]))
@@ -158,7 +173,7 @@ def main(argv):
         rows.append(dict(batch=batch, mode=mode, variant=k, ms=1e3 * med[k], rel=rel,
                          flops=1.0 if k == "all-on" else ratio, target=target if k == "skip" else None,
                          ok=(rel <= target) if k == "skip" else None,
-                         compile_s=compile_s[k + (" loop" if mode != "per call" else "")],
+                         compile_s=compile_s[k + MODE_SUFFIX[mode]],
                          spread=(max(times[k]) - min(times[k])) / med[k]))
       print(f"batch {batch} {mode}: " + "  ".join(
           f"{k} {1e3 * med[k]:.3f} ms/img ({med[k] / med['all-on']:.3f})" for k in VARIANTS)

@@ -40,7 +40,8 @@ BOTTLENECK_SUB_WIDTHS = {1: (64, 128, 256, 512), 2: (40, 80, 152, 304), 3: (32, 
                          4: (24, 48, 96, 192)}
 RESNET_WIDTHS = (64, 128, 256, 512)
 # Architecture options of every DMNN model (`models.create(name, **options)`).
-OPTIONS = ("paths", "hidden", "categories", "previous_state", "temperature", "dispatch", "buckets")
+OPTIONS = ("paths", "hidden", "categories", "previous_state", "temperature", "gate_bias", "dispatch",
+           "buckets")
 
 
 def solve_bottleneck_width(paths: int, width: int) -> int:
@@ -60,13 +61,14 @@ def bottleneck_sub_widths(paths: int, stage_widths: Sequence[int] = RESNET_WIDTH
 class DMNNNet(layers.Backbone):
   """Fields every DMNN model has (see `jaxdr.models.dmnn`): ``paths`` N >= 1, controller
   ``hidden`` d, ``categories`` K (0: no category heads), ``previous_state`` (W2 h_{l-1}),
-  Gumbel ``temperature``, ``dispatch`` ('masked' | 'skip') and ``buckets`` (capacities per
-  batch of the 'skip' dispatch)."""
+  Gumbel ``temperature``, initial controller ``gate_bias`` (off, on), ``dispatch`` ('masked' |
+  'skip') and ``buckets`` (capacities per batch of the 'skip' dispatch)."""
   paths: int = 2
   hidden: int = 32
   categories: int = 0
   previous_state: bool = True
   temperature: float = 1.0
+  gate_bias: Tuple[float, float] = (0.0, 0.0)
   dispatch: str = "masked"
   buckets: int = 8
 
@@ -81,7 +83,7 @@ class DMNNNet(layers.Backbone):
   def block_options(self):
     return dict(paths=self.paths, hidden=self.hidden, categories=self.categories,
                 previous_state=self.previous_state, temperature=self.temperature,
-                dispatch=self.dispatch, buckets=self.buckets, conv_impl=self.conv_impl)
+                gate_bias=tuple(self.gate_bias), dispatch=self.dispatch, buckets=self.buckets, conv_impl=self.conv_impl)
 
 
 class DMNNResNet(DMNNNet):

@@ -8,7 +8,7 @@ surgery need to know about an architecture.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -93,13 +93,14 @@ class DenseUnit(nn.Module):
   act: Optional[str] = None
   gate: bool = False
   space: Optional[str] = None
+  bias_init: Callable[..., Any] = nn.initializers.zeros_init()
 
   @nn.compact
   def __call__(self, x, mask=None, train: bool = False, src: Optional[str] = None,
                dst: Optional[str] = None):
     del train, src, dst
     x = x.reshape((x.shape[0], -1))
-    y = nn.Dense(self.features, name="dense")(x)
+    y = nn.Dense(self.features, bias_init=self.bias_init, name="dense")(x)
     y = ACTIVATIONS[self.act](y)
     if self.gate:
       y = masks.apply_gate(y, mask, path_key(self.scope.path))

@@ -231,6 +231,23 @@ def test_same_key_same_paths_other_key_other_samples():
   np.testing.assert_array_equal(no_rng.gates, no_rng.logits[..., 1] > no_rng.logits[..., 0])
 
 
+def test_gate_bias_sets_the_initial_opening_rate():
+  """``gate_bias`` (off, on) is b3 of every controller at init: (0.1, 2) opens most gates
+  (ConvNet-AIG's ~85%), (2, 0.1) closes most, (0, 0) is even odds."""
+  rates = {}
+  for bias in ((0.1, 2.0), (0.0, 0.0), (2.0, 0.1)):
+    model = models.create("dmnn_resnet20", num_classes=5, input_channels=3, conv_impl="xla",
+                          image_size=12, width=0.5, gate_bias=bias).clone(stage_sizes=(2, 2))
+    variables = models.init(model, jax.random.PRNGKey(0))
+    b3 = variables["params"]["stage1_block0"]["controller"]["gates"]["dense"]["bias"]
+    np.testing.assert_allclose(b3, np.tile(bias, model.paths))
+    gates = dmnn.forward(model, variables, _x(model, 256), train=True,
+                         rngs={dmnn.RNG: jax.random.PRNGKey(3)})[1].gates
+    rates[bias] = float(jnp.mean(gates))
+  assert rates[(0.1, 2.0)] > 0.75 and rates[(2.0, 0.1)] < 0.25, rates
+  assert 0.3 < rates[(0.0, 0.0)] < 0.7, rates
+
+
 # --- skip-compute dispatch ---------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", list(TINY))

@@ -53,7 +53,8 @@ def model_kwargs(config: ml_collections.ConfigDict, opts: DmnnOptions, categorie
     raise ConfigError(f"model.name must be a DMNN model ({', '.join(models.DMNN)}), got {name!r}")
   kwargs = training.model_kwargs(config)
   kwargs.update(paths=opts.paths, hidden=opts.hidden, categories=categories,
-                previous_state=opts.previous_state, temperature=opts.temperature)
+                previous_state=opts.previous_state, temperature=opts.temperature,
+                gate_bias=tuple(float(b) for b in opts.gate_bias))
   return kwargs
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Tuple
 
 from jaxdr import options
 
@@ -12,7 +13,9 @@ class DmnnOptions(options.Options):
 
   Model: ``paths`` N sub-blocks per block (>= 1), controller ``hidden`` size d, Gumbel-softmax
   ``temperature``, ``previous_state`` (the controller reads ``h_{l-1}``; False: the ablation
-  without it).
+  without it), ``gate_bias``: the initial bias of each sub-block's (off, on) gate logits (the
+  paper is silent; (0, 0) starts every gate at even odds, ConvNet-AIG's (0.1, 2.0), whose
+  Gumbel trick the paper follows, opens ~85% of them).
   Losses (total = L_cls + L_ctg + L_res): the category loss (``category_loss``; False: the
   ablation without it) weighs block l's controller head ``category_weight`` x
   ``category_growth`` ** (its stage - 1) (1e-4 in stage 1, x10 per later stage); L_res =
@@ -29,6 +32,7 @@ class DmnnOptions(options.Options):
   temperature: float = 1.0
   hidden: int = 32
   previous_state: bool = True
+  gate_bias: Tuple[float, float] = (0.0, 0.0)
   category_loss: bool = True
   category_weight: float = 1e-4
   category_growth: float = 10.0
@@ -43,6 +47,8 @@ class DmnnOptions(options.Options):
     options.check(0.0 < self.target_rate <= 1.0,
                   f"dmnn.target_rate (r) must be in (0, 1], got {self.target_rate}")
     options.check(self.temperature > 0, f"dmnn.temperature must be > 0, got {self.temperature}")
+    options.check(len(self.gate_bias) == 2,
+                  f"dmnn.gate_bias must be (off, on) logit biases, got {self.gate_bias}")
     options.check(self.hidden >= 1, f"dmnn.hidden must be >= 1, got {self.hidden}")
     for name in ("category_weight", "category_growth", "execution_weight", "flops_weight"):
       options.check(getattr(self, name) >= 0, f"dmnn.{name} must be >= 0, got {getattr(self, name)}")
