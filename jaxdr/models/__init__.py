@@ -96,6 +96,8 @@ def create(name: str, *, num_classes: int = 10, image_size: int = 32, input_chan
   if conv_impl == "native":
     native_conv.load()
   channels = tuple(sorted(dict(channels).items()))
+  # JSON (model.json) gives lists; module fields must be hashable (graph caches key on them).
+  arch_options = {k: tuple(v) if isinstance(v, list) else v for k, v in arch_options.items()}
   return _ARCHS[name](num_classes=num_classes, image_size=image_size, input_channels=input_channels,
                       width=width, conv_impl=conv_impl, channels=channels, **arch_options)
 

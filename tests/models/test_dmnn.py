@@ -246,6 +246,8 @@ def test_gate_bias_sets_the_initial_opening_rate():
     rates[bias] = float(jnp.mean(gates))
   assert rates[(0.1, 2.0)] > 0.75 and rates[(2.0, 0.1)] < 0.25, rates
   assert 0.3 < rates[(0.0, 0.0)] < 0.7, rates
+  listed = models.create("dmnn_resnet20", num_classes=5, gate_bias=[0.1, 2.0])  # as model.json has it
+  assert listed.gate_bias == (0.1, 2.0) and models.describe(listed).groups
 
 
 # --- skip-compute dispatch ---------------------------------------------------------------
