@@ -79,7 +79,7 @@ class Controller(nn.Module):
   hidden: int = 32
   categories: int = 0
   previous_state: bool = True
-  gate_bias: Tuple[float, float] = (0.0, 0.0)
+  gate_bias: Tuple[float, float] = (0.1, 2.0)
 
   @nn.compact
   def __call__(self, x, h_prev: Optional[jnp.ndarray], src: Optional[str]):
@@ -167,7 +167,7 @@ class DynamicBlock(nn.Module):
   categories: int = 0
   previous_state: bool = True
   temperature: float = 1.0
-  gate_bias: Tuple[float, float] = (0.0, 0.0)
+  gate_bias: Tuple[float, float] = (0.1, 2.0)
   dispatch: str = "masked"
   buckets: int = 8
   conv_impl: str = "auto"

@@ -68,7 +68,7 @@ class DMNNNet(layers.Backbone):
   categories: int = 0
   previous_state: bool = True
   temperature: float = 1.0
-  gate_bias: Tuple[float, float] = (0.0, 0.0)
+  gate_bias: Tuple[float, float] = (0.1, 2.0)
   dispatch: str = "masked"
   buckets: int = 8
 

@@ -14,8 +14,9 @@ class DmnnOptions(options.Options):
   Model: ``paths`` N sub-blocks per block (>= 1), controller ``hidden`` size d, Gumbel-softmax
   ``temperature``, ``previous_state`` (the controller reads ``h_{l-1}``; False: the ablation
   without it), ``gate_bias``: the initial bias of each sub-block's (off, on) gate logits (the
-  paper is silent; (0, 0) starts every gate at even odds, ConvNet-AIG's (0.1, 2.0), whose
-  Gumbel trick the paper follows, opens ~85% of them).
+  paper is silent; the default is ConvNet-AIG's (0.1, 2.0), whose Gumbel trick the paper
+  follows: ~85% of the gates start open, so every sub-block trains before the resource loss
+  closes half of them; (0, 0) starts at even odds).
   Losses (total = L_cls + L_ctg + L_res): the category loss (``category_loss``; False: the
   ablation without it) weighs block l's controller head ``category_weight`` x
   ``category_growth`` ** (its stage - 1) (1e-4 in stage 1, x10 per later stage); L_res =
@@ -32,7 +33,7 @@ class DmnnOptions(options.Options):
   temperature: float = 1.0
   hidden: int = 32
   previous_state: bool = True
-  gate_bias: Tuple[float, float] = (0.0, 0.0)
+  gate_bias: Tuple[float, float] = (0.1, 2.0)
   category_loss: bool = True
   category_weight: float = 1e-4
   category_growth: float = 10.0
