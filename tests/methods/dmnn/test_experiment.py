@@ -72,6 +72,7 @@ def _config(**changes):
     ({"dmnn.target_rate": 1.5}, "dmnn.target_rate (r) must be in (0, 1], got 1.5"),
     ({"dataset.name": "mnist"}, "no superclass map for dataset 'mnist'"),
     ({"model.name": "resnet20"}, "model.name must be a DMNN model"),
+    ({"dmnn.gate_bias": (0.1, 2.0, 3.0)}, "dmnn.gate_bias must be (off, on) logit biases"),
 ])
 def test_bad_input_is_a_config_error(changes, message, tmp_path):
   with pytest.raises(ConfigError) as e:
