@@ -16,8 +16,8 @@ screening on one base (benchmarks/results/whitebox_screening.md) the published l
 mask training at mask_lr 1.0, and at 0.1 (like every mask_lr 0.1 run) the masks barely moved in
 one epoch, the vote cut the narrow 28x28 layers and fine-tuning ended 2-4 points lower. The gate
 is folded into the producers' BatchNorm (``fold_into='bn'``, the published fold; into the
-consumers' kernels it fine-tuned 0.17-0.27 points lower, two seeds). Measured with this config (README's
-White-Box section): base 92.54%, White-Box 92.19% at 50.2% of the MACs removed, L1-norm 92.69%;
+consumers' kernels it fine-tuned 0.17-0.27 points lower, two seeds). Measured with this config
+(README's White-Box section): base 92.54%, White-Box 92.19% at 50.2% of the MACs removed, L1-norm 92.69%;
 White-Box 1.53x faster at batch 128 (0.76x its FLOPs factor, under load).
 """
 import ml_collections

@@ -17,7 +17,8 @@ def _apply(model, variables, x, mask=None, train=False):
   return np.asarray(jax.jit(lambda v, m: models.apply(model, v, x, m, train=True)[0])(variables, mask or {}))
 
 
-@pytest.mark.parametrize("name,fold_into", [(n, "bn") for n in nets.BUILDERS] + [("vgg", "inputs"), ("basic", "inputs")])
+@pytest.mark.parametrize("name,fold_into",
+                         [(n, "bn") for n in nets.BUILDERS] + [("vgg", "inputs"), ("basic", "inputs")])
 def test_fold_and_cut_equals_the_gated_network(name, fold_into):
   model, variables = nets.build(name)
   graph = models.describe(model)
