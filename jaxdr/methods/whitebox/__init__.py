@@ -5,7 +5,8 @@ weights, the closed channels cut out, fine-tuning.
   class_masks.py  masks [K, C] per gate point, soft / hard / shared gates of a batch, scores, fold vectors
   objective.py    mask training as a `training.Objective` (CE + lambda * sum ||sum_k M[k]||_2)
   voting.py       default / prunable gate points, the global vote (exact MACs, per-layer minimum)
-  fold.py         per-channel gates into the consumers' input weights (signs, max-pool check)
+  fold.py         per-channel gates into the producers' BatchNorm (gate >= 0 after ReLU, published)
+                  or the consumers' input weights (signs, max-pool check)
   baselines.py    L1-norm filter scores (Li et al.) for the same vote
   stages.py       mask training, prune (vote + fold + cut), fine-tuning, the divergence guard
   report.py       results, report tables and figures
@@ -16,7 +17,7 @@ from jaxdr.methods.whitebox.baselines import filter_l1, l1_scores  # noqa: F401
 from jaxdr.methods.whitebox.class_masks import (  # noqa: F401
     GATING_MODES, batch_gates, check_labels, fold_vectors, init_masks, scores, soft_labels)
 from jaxdr.methods.whitebox.experiment import run  # noqa: F401
-from jaxdr.methods.whitebox.fold import Folded, forward, scale_inputs  # noqa: F401  (the function: fold.fold)
+from jaxdr.methods.whitebox.fold import Folded, forward, scale_bn, scale_inputs  # noqa: F401  (the function: fold.fold)
 from jaxdr.methods.whitebox.objective import gated_logits, mask_objective, sparsity_penalty  # noqa: F401
 from jaxdr.methods.whitebox.options import GATINGS, VARIANTS, WhiteboxOptions  # noqa: F401
 from jaxdr.methods.whitebox.stages import (  # noqa: F401

@@ -132,7 +132,7 @@ def run(config, workdir) -> Dict[str, Any]:
     cut = stages.prune(model, pruned_from, scores, folds, target=opts.target,
                        min_keep_fraction=opts.min_keep_fraction, channel_multiple=opts.channel_multiple,
                        probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes,
-                       repeats=opts.latency_repeats)
+                       repeats=opts.latency_repeats, fold_into=opts.fold_into)
     small_eval = evaluator(lambda v, x, m=cut.model: models.apply(m, v, x))
     acc_cut = small_eval(cut.variables)["test_accuracy"]
     tuned = stages.finetune(cut.model, cut.variables, opts.finetune, source, seed=int(config.seed),

@@ -14,6 +14,14 @@ checks this numerically (a sign-flip probe) for the gates that have negative ent
 the channels it could not fold exactly in ``Folded.inexact`` (their scale is folded anyway; a
 VGG channel whose expected gate is negative in front of a max-pool is the only case here).
 
+``into='bn'`` (`WhiteboxOptions.fold_into`'s default) follows the published code where that is
+exact: a channel whose gate is ``>= 0`` and whose producers all end in BatchNorm -> ReLU gets the
+gate in the producers' BatchNorm scale and shift (``relu(v (g x + b)) = v relu(g x + b)``, in
+train and eval mode), so the consumers' kernels keep the trained scale; negative gates still go
+into the consumers' input weights. Whether a producer's activation is positively homogeneous
+(ReLU yes, ReLU6 no) is checked numerically on the probe images with a gate of 8, per gate key;
+a key that fails is folded into its consumers instead. ``into='inputs'``: every gate into the consumers.
+
     folded = fold(model, variables, {"conv3": v3, ...})
     models.apply(model, folded.variables, x) == models.apply(model, variables, x, {"conv3": v3, ...})
 """
@@ -30,6 +38,8 @@ import numpy as np
 
 from jaxdr import models
 from jaxdr.models import graph as graph_lib
+
+FOLD_INTO = ("bn", "inputs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +84,38 @@ def scale_inputs(graph: graph_lib.Graph, variables: Mapping[str, Any],
   return variables
 
 
+def scale_bn(graph: graph_lib.Graph, variables: Mapping[str, Any],
+             gates: Mapping[str, Any]) -> Dict[str, Any]:
+  """A copy of ``variables`` (numpy leaves) with the BatchNorm scale and shift of every producer
+  of each gate key's channels multiplied by its gate ``[C]`` (>= 0 entries; a key whose producers
+  do not all have BatchNorm raises ValueError). Equals the gate after a ReLU."""
+  variables = jax.tree.map(lambda x: np.array(x, copy=True), flax.core.unfreeze(dict(variables)))
+  params = variables["params"]
+  for key, v in gates.items():
+    v = np.asarray(v, np.float32)
+    if np.any(v < 0):
+      raise ValueError(f"gate {key!r} has negative entries: they do not move into a BatchNorm")
+    producers = graph.producers(key)
+    if not producers or not all(l.use_bn for l in producers):
+      raise ValueError(f"gate {key!r}: not every producer has a BatchNorm")
+    for layer in producers:
+      bn = _get(params, layer.path)["bn"]
+      bn["scale"] = bn["scale"] * v
+      bn["bias"] = bn["bias"] * v
+  return variables
+
+
+def _bn_part(graph: graph_lib.Graph, gates: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+  """``{key: the gate where >= 0, else 1}`` for the keys whose producers all have BatchNorm."""
+  out = {}
+  for key, v in gates.items():
+    producers = graph.producers(key)
+    if producers and all(l.use_bn for l in producers):
+      v = np.asarray(v, np.float32)
+      out[key] = np.where(v >= 0, v, 1.0).astype(np.float32)
+  return out
+
+
 @functools.lru_cache(maxsize=16)
 def forward(model):
   """``f(variables, images, mask) -> logits``: ``model``'s jitted eval-mode forward (cached per
@@ -96,20 +138,39 @@ def _sign_probe(model, variables, gates, images):
   return commutes
 
 
-def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any], images=None) -> Folded:
-  """Folds the per-channel ``gates`` ({key: [C]}) into the consumers of each gate point (module
-  docstring): the result without a mask equals ``model`` under ``gates``, except for the
-  channels listed in ``Folded.inexact``. ``images`` [N, H, W, C] feed the sign probe (None: two
-  random images)."""
+def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any], images=None,
+         into: str = "inputs") -> Folded:
+  """Folds the per-channel ``gates`` ({key: [C]}) into the weights (module docstring; ``into``
+  'inputs' or 'bn'): the result without a mask equals ``model`` under ``gates``, except for the
+  channels listed in ``Folded.inexact``. ``images`` [N, H, W, C] feed the sign and BatchNorm
+  probes (None: two random images)."""
+  if into not in FOLD_INTO:
+    raise ValueError(f"fold into must be one of {FOLD_INTO}, got {into!r}")
   graph = models.describe(model)
+  if images is None:
+    images = jax.random.normal(jax.random.PRNGKey(0), (2, model.image_size, model.image_size,
+                                                        model.input_channels), jnp.float32)
+  images = jnp.asarray(images, jnp.float32)
+  if into == "bn":
+    bn = _bn_part(graph, gates)
+    if bn:
+      ones = {k: jnp.ones(np.shape(g), jnp.float32) for k, g in bn.items()}
+
+      def exact(keys) -> bool:  # probed with a gate of 8 (ReLU6 saturates differently then)
+        part = {k: np.full_like(bn[k], 8.0) for k in keys}
+        gated = np.asarray(forward(model)(variables, images, {**ones, **{k: jnp.asarray(g) for k, g in part.items()}}))
+        moved = np.asarray(forward(model)(scale_bn(graph, variables, part), images, ones))
+        return bool(np.allclose(gated, moved, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(gated).max()))))
+      if not exact(list(bn)):  # e.g. a ReLU6 producer: those keys go into the consumers
+        bn = {k: g for k, g in bn.items() if exact([k])}
+      variables = scale_bn(graph, variables, bn)
+      gates = {k: (np.where(np.asarray(v) >= 0, 1.0, np.asarray(v)).astype(np.float32) if k in bn else v)
+               for k, v in gates.items()}
   signs = {k: np.where(np.asarray(v) < 0, -1.0, 1.0).astype(np.float32) for k, v in gates.items()
            if np.any(np.asarray(v) < 0)}
   inexact = {}
   if signs:
-    if images is None:
-      images = jax.random.normal(jax.random.PRNGKey(0), (2, model.image_size, model.image_size,
-                                                          model.input_channels), jnp.float32)
-    commutes = _sign_probe(model, variables, gates, jnp.asarray(images, jnp.float32))
+    commutes = _sign_probe(model, variables, gates, images)
     if not commutes(signs):  # find the gates that do not commute, one at a time
       inexact = {k: np.flatnonzero(s < 0) for k, s in signs.items() if not commutes({k: s})}
   return Folded(variables=scale_inputs(graph, variables, gates), inexact=inexact)

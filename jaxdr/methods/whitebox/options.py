@@ -22,6 +22,7 @@ from jaxdr.training.options import TrainOptions
 GATINGS = {"whitebox": "soft", "shared": "shared", "hard": "hard"}
 VARIANTS = ("whitebox", "l1", "shared", "hard")
 MASKS_FROM = ("base", "scratch")
+FOLD_INTO = ("bn", "inputs")
 
 MASK_TRAIN = TrainOptions(batch_size=256, epochs=30, learning_rate=0.1, momentum=0.9,
                           weight_decay=5e-4, schedule="constant", log_every_steps=100,
@@ -53,6 +54,10 @@ class WhiteboxOptions(options_lib.Options):
   sparsity: float = 0.01  # lambda of the L2 sparsity term, per masked layer
   mask_init: float = 1.0
   mask_lr: float = 0.0  # the masks' own constant learning rate (0: mask_train's schedule, as published)
+  # Where the class-agnostic gate goes (`fold.fold`): 'bn' the producers' BatchNorm scale and shift
+  # where exact (gate >= 0 after a ReLU; the published code), else the consumers' input weights;
+  # 'inputs' always the consumers' input weights (rescales their kernels).
+  fold_into: str = "bn"
   masks_from: str = "scratch"
   mask_train: TrainOptions = MASK_TRAIN
   finetune: TrainOptions = FINETUNE
@@ -77,6 +82,7 @@ class WhiteboxOptions(options_lib.Options):
     check(len(set(self.variants)) == len(self.variants), f"whitebox.variants repeats a name: {self.variants}")
     check(self.masks_from in MASKS_FROM,
           f"whitebox.masks_from must be one of {MASKS_FROM}, got {self.masks_from!r}")
+    check(self.fold_into in FOLD_INTO, f"whitebox.fold_into must be one of {FOLD_INTO}, got {self.fold_into!r}")
     check(self.channel_multiple >= 1, f"whitebox.channel_multiple must be >= 1, got {self.channel_multiple}")
     check(self.mask_lr >= 0.0, f"whitebox.mask_lr must be >= 0, got {self.mask_lr}")
     check(self.sparsity >= 0.0, f"whitebox.sparsity must be >= 0, got {self.sparsity}")

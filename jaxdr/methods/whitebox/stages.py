@@ -96,16 +96,16 @@ def pruned_gates(vote: voting.Vote, folds: Optional[Mapping[str, Any]]) -> Dict[
 def prune(model, variables, scores: Mapping[str, Any], folds: Optional[Mapping[str, Any]], *,
           target: float, min_keep_fraction: float = 0.3, channel_multiple: int = 1,
           probe: Optional[np.ndarray] = None, latency_batch_sizes: Sequence[int] = (),
-          repeats: int = 20) -> Cut:
+          repeats: int = 20, fold_into: str = "bn") -> Cut:
   """Votes on ``scores`` to ``target``, folds ``folds`` ({key: [C]}, None: nothing) of the kept
-  channels into the weights and cuts the closed channels out (`toolkit.compression.compress`,
+  channels into the weights (``fold_into``: `fold.fold`'s ``into``) and cuts the closed channels out (`toolkit.compression.compress`,
   timed at ``latency_batch_sizes`` against the unpruned ``model``). Checks on ``probe`` images
   that the cut network computes the gated one and that no mask is left."""
   graph = models.describe(model)
   v = voting.vote(graph, scores, target, min_keep_fraction, channel_multiple)
   gates = pruned_gates(v, folds)
   probe = None if probe is None else jnp.asarray(probe, jnp.float32)
-  folded = fold_lib.fold(model, variables, gates, probe)
+  folded = fold_lib.fold(model, variables, gates, probe, into=fold_into)
   summary, sliced = compression.compress(model, folded.variables, v.mask(), strict=True,
                                          latency_batch_sizes=latency_batch_sizes, repeats=repeats)
   if sliced.mask:

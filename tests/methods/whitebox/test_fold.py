@@ -17,8 +17,9 @@ def _apply(model, variables, x, mask=None, train=False):
   return np.asarray(jax.jit(lambda v, m: models.apply(model, v, x, m, train=True)[0])(variables, mask or {}))
 
 
-@pytest.mark.parametrize("name", list(nets.BUILDERS))
-def test_fold_and_cut_equals_the_gated_network(name):
+@pytest.mark.parametrize("name,fold_into",
+                         [(n, "bn") for n in nets.BUILDERS] + [("vgg", "inputs"), ("basic", "inputs")])
+def test_fold_and_cut_equals_the_gated_network(name, fold_into):
   model, variables = nets.build(name)
   graph = models.describe(model)
   keys = whitebox.default_gates(graph)
@@ -26,7 +27,8 @@ def test_fold_and_cut_equals_the_gated_network(name):
   low = 0.2 if name == "vgg" else -1.0
   folds = nets.random_scores(graph, keys, seed=2, low=low, high=2.0)
   x = nets.images(model)
-  cut = whitebox.prune(model, variables, nets.random_scores(graph, keys), folds, target=0.2, probe=x)
+  cut = whitebox.prune(model, variables, nets.random_scores(graph, keys), folds, target=0.2, probe=x,
+                       fold_into=fold_into)
   assert cut.folded.inexact == {} and cut.max_rel_diff < 1e-5
   gates = {k: jnp.asarray(g) for k, g in cut.gates.items()}
   for k, g in cut.gates.items():
@@ -39,6 +41,38 @@ def test_fold_and_cut_equals_the_gated_network(name):
   # Train mode too: the consumers see the same pre-activations, so BatchNorm's batch statistics agree.
   np.testing.assert_allclose(_apply(cut.model, cut.variables, x, train=True),
                              _apply(model, variables, x, gates, train=True), rtol=1e-3, atol=1e-3)
+
+
+def test_bn_fold_scales_relu_producers_bn_and_leaves_kernels():
+  """into='bn': a gate >= 0 after BN -> ReLU moves into that BN's scale and shift (consumers'
+  kernels keep their scale), a negative one into the consumers; a ReLU6 producer (MobileNetV2's
+  depthwise) is not positively homogeneous, so its gate goes into the consumers."""
+  model, variables = nets.build("vgg")
+  graph = models.describe(model)
+  v = np.r_[np.linspace(0.0, 3.0, 5), -0.5].astype(np.float32)  # conv1: 6 channels
+  x = nets.images(model)
+  folded = whitebox.fold.fold(model, variables, {"conv1": v}, x, into="bn")
+  p, q = variables["params"], folded.variables["params"]
+  pos = np.r_[v[:5], 1.0]
+  for leaf in ("scale", "bias"):
+    np.testing.assert_allclose(q["conv1"]["bn"][leaf], np.asarray(p["conv1"]["bn"][leaf]) * pos, rtol=1e-6)
+  neg = np.r_[np.ones(5), -0.5].astype(np.float32)
+  np.testing.assert_allclose(q["conv2"]["kernel"], np.asarray(p["conv2"]["kernel"]) * neg[None, None, :, None],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(q["conv1"]["kernel"], p["conv1"]["kernel"])
+  assert folded.inexact == {}
+  np.testing.assert_allclose(_apply(model, folded.variables, x), _apply(model, variables, x, {"conv1": v}),
+                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(_apply(model, folded.variables, x, train=True),
+                             _apply(model, variables, x, {"conv1": v}, train=True), rtol=1e-3, atol=1e-3)
+  mob, mob_vars = nets.build("mobilenet")
+  w = np.linspace(0.5, 2.0, 48).astype(np.float32)
+  out = whitebox.fold.fold(mob, mob_vars, {"stage2_block0/dw": w}, nets.images(mob), into="bn")
+  p, q = mob_vars["params"]["stage2_block0"], out.variables["params"]["stage2_block0"]
+  np.testing.assert_array_equal(q["dw"]["bn"]["scale"], p["dw"]["bn"]["scale"])  # ReLU6: not moved
+  np.testing.assert_allclose(q["project"]["kernel"], np.asarray(p["project"]["kernel"]) * w[:, None], rtol=1e-6)
+  with pytest.raises(ValueError, match="fold into"):
+    whitebox.fold.fold(model, variables, {"conv1": v}, into="producer")
 
 
 def test_a_negative_gate_behind_a_max_pool_is_reported_not_hidden():
