@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 from jaxdr import models
+from tests import xla_flags
+
+# Before any test starts JAX: compile with LLVM at -O0 (tests/xla_flags.py says why and how to
+# run at XLA's default level instead).
+xla_flags.apply_to_environ()
 
 # One tiny configuration per architecture family (widths of a few channels).
 TINY = {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxdr import checkpoints
-from tests import tiny_fashion
+from tests import tiny_fashion, xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 128 train images / global batch 32 = 4 steps per epoch; 3 epochs; eval batch 40 (100 test images).
@@ -32,7 +32,7 @@ def env(tmp_path_factory):
   e = dict(os.environ)
   e.update(tiny_fashion.env(tmp_path_factory.mktemp("tiny_fashion_dist"), num_train=128, num_test=100))
   e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-  e.pop("XLA_FLAGS", None)
+  e["XLA_FLAGS"] = xla_flags.subprocess_flags()  # none of the caller's others
   return e
 
 
@@ -68,7 +68,7 @@ def single(env, tmp_path_factory):
 
 @pytest.mark.slow  # the 2-process test below covers the same sharded step
 def test_two_local_devices_match_one(env, single, tmp_path):
-  e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  e = dict(env, XLA_FLAGS=xla_flags.subprocess_flags("--xla_force_host_platform_device_count=2"))
   proc = subprocess.run(_main(tmp_path / "w", e), cwd=REPO, env=e, capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxdr import checkpoints
-from tests import tiny_fashion
+from tests import tiny_fashion, xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 256 / 32 = 8 steps per epoch, 16 epochs = 128 steps, a checkpoint every 8.
@@ -31,7 +31,7 @@ def env(tmp_path_factory):
   e = dict(os.environ)
   e.update(tiny_fashion.env(tmp_path_factory.mktemp("tiny_fashion_main")))
   e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-  e.pop("XLA_FLAGS", None)
+  e["XLA_FLAGS"] = xla_flags.subprocess_flags()  # none of the caller's others
   return e
 
 

@@ -6,7 +6,7 @@ import os
 import nbformat
 import pytest
 
-from tests import tiny_fashion
+from tests import tiny_fashion, xla_flags
 
 nbclient = pytest.importorskip("nbclient")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_dmnn_notebook_trains_and_shows_paths(tmp_path, monkeypatch):
   for key, value in tiny_fashion.env(tmp_path, num_train=64, num_test=32).items():
     monkeypatch.setenv(key, value)
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", xla_flags.subprocess_flags())  # none of the caller's others
   nb = nbformat.read(os.path.join(ROOT, "colab", "dmnn.ipynb"), as_version=4)
   params = next(c for c in nb.cells if c.cell_type == "code" and "# Parameters" in c.source)
   workdir = tmp_path / "work"

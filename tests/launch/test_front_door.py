@@ -52,6 +52,15 @@ def test_readme_starts_with_the_two_setup_commands_and_ci_runs_them():
   assert ci_lines[0] == "set -euo pipefail"
 
 
+def test_the_test_command_needs_only_the_test_extra():
+  """The test command's plugin flags (-n, --dist: pytest-xdist) come with `pip install -e '.[test]'`."""
+  tests = shlex.split(_blocks("bash")[1].strip())
+  assert tests[:3] == ["python3", "-m", "pytest"]
+  test_extra = _requirement_names(_setup_cfg()["options.extras_require"]["test"])
+  if {"-n", "--dist"} & set(tests):
+    assert "pytest-xdist" in test_extra
+
+
 def test_readme_mask_example_runs_and_surgery_matches_the_mask():
   (code,) = [b for b in _blocks("python") if "surgery.slice_model" in b]
   scope = {}

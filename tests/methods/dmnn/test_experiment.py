@@ -13,6 +13,7 @@ from jaxdr import costs
 from jaxdr.errors import ConfigError
 from jaxdr.methods import dmnn as dmnn_method
 from jaxdr.models import dmnn_nets
+from tests import xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--config.model.width=0.0625", "--config.model.conv_impl=xla", "--config.dataset.image_size=32",
@@ -22,7 +23,7 @@ TINY = ["--config.model.width=0.0625", "--config.model.conv_impl=xla", "--config
 
 def _env():
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = xla_flags.subprocess_flags()  # none of the caller's others
   return env
 
 

@@ -14,7 +14,7 @@ from jaxdr import checkpoints, costs, models, training
 from jaxdr.errors import ConfigError, UserError
 from jaxdr.methods import whitebox
 from jaxdr.toolkit import base
-from tests import tiny_fashion
+from tests import tiny_fashion, xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY_TRAIN = dict(batch_size=32, epochs=1, max_steps=3, steps_per_epoch=3, learning_rate=0.01,
@@ -99,7 +99,7 @@ def test_labels_outside_the_mask_rows_are_a_config_error(tmp_path, base_model):
 
 def test_main_reports_bad_input_in_one_line(tmp_path):
   env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = xla_flags.subprocess_flags()  # none of the caller's others
   proc = subprocess.run([sys.executable, "-m", "jaxdr.main", "--config=configs/whitebox_fashion_mnist.py",
                          f"--workdir={tmp_path}", "--config.whitebox.target=1.5", "--allocator=system"],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
