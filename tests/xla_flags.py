@@ -11,8 +11,8 @@ that inherit its environment); tests that start `python -m jaxdr.main` with a cl
 ``XLA_FLAGS`` pass :func:`subprocess_flags` instead. tests/test_cpu_runtime.py and the
 quickstart notebook test still run the command with XLA's defaults.
 
-A level already given in ``$XLA_FLAGS`` is kept: ``XLA_FLAGS=--xla_backend_optimization_level=2
-python3 -m pytest ...`` runs the whole suite, subprocesses included, at XLA's default level.
+A level already given in ``$XLA_FLAGS`` is kept: ``XLA_FLAGS=--xla_backend_optimization_level=3
+python3 -m pytest ...`` runs the whole suite, subprocesses included, at XLA's default level (3).
 """
 import os
 
