@@ -97,6 +97,13 @@ def _dataset(model_dir: str) -> str:
   raise app.UsageError("no results.json next to the model: pass --dataset")
 
 
+def _first_call_s(fn, *args) -> float:
+  """Seconds of ``fn``'s first call (tracing and compiling included)."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - start
+
+
 def _time_pass(fn, batches) -> float:
   """Seconds for one pass over ``batches`` (each call waited for, as a server would)."""
   start = time.perf_counter()
@@ -124,17 +131,15 @@ def main(argv):
 
   for batch in (int(b) for b in FLAGS.batch_sizes):
     n = (len(images) // batch) * batch
+    if n == 0:
+      raise app.UsageError(f"--images={len(images)} holds no batch of {batch}")
     batches = [(jnp.asarray(images[i:i + batch]), gates_mask(batch)) for i in range(0, n, batch)]
     fast = model.clone(dispatch="skip", buckets=FLAGS.buckets)
     raw = {"all-on": lambda v, x, m: models.apply(model, v, x, all_on),
            "masked": lambda v, x, m: dmnn.forward(model, v, x, m)[:2],
            "skip": lambda v, x, m: models.apply(fast, v, x, m)}
     fns = {k: jax.jit(f) for k, f in raw.items()}
-    compile_s = {}
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn(variables, *batches[0]))
-      compile_s[name] = time.perf_counter() - start
+    compile_s = {name: _first_call_s(fn, variables, *batches[0]) for name, fn in fns.items()}
     gates = np.concatenate([np.asarray(fns["masked"](variables, *b)[1].gates) for b in batches])
     worst = max(float(jnp.max(jnp.abs(fns["skip"](variables, *b) - fns["masked"](variables, *b)[0])))
                 for b in batches[:4])
@@ -143,20 +148,14 @@ def main(argv):
     modes = {"per call": (calls, batches)}
     if FLAGS.bound_weights:  # the same forwards with the weights bound: only the batch is passed
       bound = {k: jax.jit(lambda x, m, f=f: f(variables, x, m)) for k, f in raw.items()}
-      for k, f in bound.items():
-        start = time.perf_counter()
-        jax.block_until_ready(f(*batches[0]))
-        compile_s[k + " bound"] = time.perf_counter() - start
+      compile_s.update({k + " bound": _first_call_s(f, *batches[0]) for k, f in bound.items()})
       modes["per call, weights bound"] = ({k: (lambda b, f=f: f(*b)) for k, f in bound.items()}, batches)
     if batch == 1:  # the same single-image forwards as one jitted loop (no per-call dispatch)
       stacked = (jnp.asarray(images[:n]), None if batches[0][1] is None else
                  jax.tree.map(lambda *a: jnp.stack(a), *[m for _, m in batches]))
       looped = {k: jax.jit(lambda v, xs, ms, f=f: jax.lax.map(
           lambda xm: f(v, xm[0][None], xm[1]), (xs, ms))) for k, f in fns.items()}
-      for k, f in looped.items():
-        start = time.perf_counter()
-        jax.block_until_ready(f(variables, *stacked))
-        compile_s[k + " loop"] = time.perf_counter() - start
+      compile_s.update({k + " loop": _first_call_s(f, variables, *stacked) for k, f in looped.items()})
       modes["in one jit (lax.map)"] = ({k: (lambda b, f=f: f(variables, *b)) for k, f in looped.items()},
                                        [stacked])
     target = ratio + (0.10 if batch == 1 else 0.15)

@@ -37,9 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdr import models
+from jaxdr.methods.whitebox.options import FOLD_INTO
 from jaxdr.models import graph as graph_lib
-
-FOLD_INTO = ("bn", "inputs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,25 +94,25 @@ def scale_bn(graph: graph_lib.Graph, variables: Mapping[str, Any],
     v = np.asarray(v, np.float32)
     if np.any(v < 0):
       raise ValueError(f"gate {key!r} has negative entries: they do not move into a BatchNorm")
-    producers = graph.producers(key)
-    if not producers or not all(l.use_bn for l in producers):
+    if not _produced_by_bn(graph, key):
       raise ValueError(f"gate {key!r}: not every producer has a BatchNorm")
-    for layer in producers:
+    for layer in graph.producers(key):
       bn = _get(params, layer.path)["bn"]
       bn["scale"] = bn["scale"] * v
       bn["bias"] = bn["bias"] * v
   return variables
 
 
+def _produced_by_bn(graph: graph_lib.Graph, key: str) -> bool:
+  """Whether the channels of gate ``key`` have producers and every one ends in BatchNorm."""
+  producers = graph.producers(key)
+  return bool(producers) and all(l.use_bn for l in producers)
+
+
 def _bn_part(graph: graph_lib.Graph, gates: Mapping[str, Any]) -> Dict[str, np.ndarray]:
   """``{key: the gate where >= 0, else 1}`` for the keys whose producers all have BatchNorm."""
-  out = {}
-  for key, v in gates.items():
-    producers = graph.producers(key)
-    if producers and all(l.use_bn for l in producers):
-      v = np.asarray(v, np.float32)
-      out[key] = np.where(v >= 0, v, 1.0).astype(np.float32)
-  return out
+  return {key: np.where(np.asarray(v) >= 0, np.asarray(v), 1.0).astype(np.float32)
+          for key, v in gates.items() if _produced_by_bn(graph, key)}
 
 
 @functools.lru_cache(maxsize=16)
