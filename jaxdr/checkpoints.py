@@ -15,6 +15,7 @@ any other (model.json files that still hold one load too; the stored value is ig
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Dict, Mapping, Tuple
 
 from etils import epath
@@ -38,9 +39,15 @@ class CheckpointError(UserError, RuntimeError):
   """A checkpoint is missing, corrupt or does not match its model."""
 
 
+def _absolute(path) -> epath.Path:
+  """``path`` as an epath, a local one made absolute (orbax refuses relative paths)."""
+  text = os.fspath(path)
+  return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
 def _resolve(path) -> epath.Path:
   """``path`` itself, or the saved model inside a training workdir (``model/``, ``train/model/``)."""
-  path = epath.Path(path)
+  path = _absolute(path)
   for candidate in (path, path / "model", path / "train" / "model"):
     if (candidate / MODEL_FILE).exists():
       return candidate
@@ -60,7 +67,7 @@ def save_model(directory, model_name: str, model_kwargs: Mapping[str, Any],
                variables: Mapping[str, Any]) -> epath.Path:
   """Writes ``model_name``'s constructor arguments and ``variables`` to ``directory``
   (``conv_impl`` in ``model_kwargs`` is accepted and not stored)."""
-  directory = epath.Path(directory)
+  directory = _absolute(directory)
   kwargs = {k: v for k, v in dict(model_kwargs).items() if k != "name" and k not in RUN_OPTIONS}
   allowed = MODEL_KWARGS + models.options(model_name)  # + the architecture's own (DMNN: paths, ...)
   unknown = sorted(set(kwargs) - set(allowed))

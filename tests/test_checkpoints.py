@@ -40,6 +40,15 @@ def test_round_trip_of_a_sliced_model(tmp_path):
   np.testing.assert_array_equal(apply(loaded, x), apply(variables, x))
 
 
+def test_relative_paths_save_and_load(tmp_path, monkeypatch):
+  # orbax refuses relative paths; a user typing `--model_dir=runs/x` must not see that
+  _, variables = _model()
+  monkeypatch.chdir(tmp_path)
+  checkpoints.save_model("runs/m", "lenet5", KWARGS, variables)
+  _, loaded = checkpoints.load_model("runs/m")
+  _assert_same(variables, loaded)
+
+
 def test_load_finds_the_model_inside_a_workdir(tmp_path):
   _, variables = _model()
   checkpoints.save_model(tmp_path / "train" / "model", "lenet5", KWARGS, variables)
