@@ -70,6 +70,12 @@ flags.DEFINE_bool("bound_weights", True,
                   "images, and a random-path mask, are arguments: what a server with fixed weights "
                   "runs; the per-call cost of passing the ~270 weight arrays is left out).")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
+flags.DEFINE_enum("conv_impl", "auto", ["xla", "im2col", "auto", "native"],
+                  "How the convs run (jaxdr.ops.conv), the same for every variant.")
+flags.DEFINE_integer("threads", 0,
+                     "Run on this many CPUs (the process's affinity, set before JAX starts: XLA sizes "
+                     "its thread pool by it); 0 = all. At batch 1 a single-threaded process per core "
+                     "is how a latency server runs a small network.")
 
 VARIANTS = ("all-on", "masked", "skip")
 MODE_SUFFIX = {"per call": "", "per call, weights bound": " bound", "in one jit (lax.map)": " loop"}
@@ -115,7 +121,12 @@ def _time_pass(fn, batches) -> float:
 def main(argv):
   del argv
   cpu_runtime.ensure_allocator(FLAGS.allocator)
-  model, variables, table = dmnn_method.load(FLAGS.model_dir)
+  if FLAGS.threads:  # before JAX's CPU client exists: XLA sizes its pools by the affinity
+    cpus = sorted(os.sched_getaffinity(0))
+    if FLAGS.threads > len(cpus):
+      raise app.UsageError(f"--threads={FLAGS.threads}: this process may use {len(cpus)} CPUs")
+    os.sched_setaffinity(0, cpus[:FLAGS.threads])
+  model, variables, table = dmnn_method.load(FLAGS.model_dir, conv_impl=FLAGS.conv_impl)
   dataset = _dataset(FLAGS.model_dir)
   images, _ = data.as_arrays(dataset, "test", limit=FLAGS.images)
   graph = models.describe(model)
@@ -196,7 +207,8 @@ def main(argv):
       f"- CPU: {cpu}; jax {jax.__version__} on {jax.devices()[0].device_kind}; "
       f"{cpu_runtime.describe()}",
       f"- model: `{FLAGS.model_dir}` ({type(model).__name__}, N={model.paths}, {len(table.blocks)} gated "
-      f"blocks, conv_impl {model.conv_impl}); gates: "
+      f"blocks, conv_impl {model.conv_impl}); "
+      f"{len(os.sched_getaffinity(0))} CPU(s) used (--threads={FLAGS.threads or 'all'}); gates: "
       + (f"per image random (each sub-block on with probability {FLAGS.random_rate:g}, a per-row mask "
          "in place of the controllers)" if FLAGS.paths == "random" else "the trained controllers'")
       + f"; all-on {table.total_macs / 1e6:.2f}M MACs per image "

@@ -44,11 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   w = c.whitebox = WhiteboxOptions().to_config()
   w.target = 0.5
-  w.channel_multiple = 8
+  w.channel_multiple = 16  # AVX-512 lanes: the native kernel's channel blocks
   w.masks_from = "base"
   w.sparsity = 0.0  # the published VGG-16 lambda is 0.01 (see the docstring)
   w.mask_lr = 1.0
   w.fold_into = "bn"  # the published fold: the gate into the producers' BatchNorm (see the docstring)
+  w.finetune_from = "base"  # the masks vote; the base's weights are cut (see the docstring)
   # Mask training from the trained weights: 1 epoch, weights at a constant 0.01 and masks at
   # mask_lr (the paper: 30 epochs at 0.1 from scratch, "10% of the fine-tuning").
   w.mask_train = TrainOptions(batch_size=128, epochs=1, learning_rate=0.01, momentum=0.9,

@@ -183,7 +183,8 @@ def run(config, workdir) -> Dict[str, Any]:
   return results
 
 
-def load(workdir) -> tuple:
-  """``(model, variables, CostTable)`` of a DMNN run's saved model (DIR or DIR/model)."""
-  model, variables = checkpoints.load_model(workdir)
+def load(workdir, conv_impl: str = "auto") -> tuple:
+  """``(model, variables, CostTable)`` of a DMNN run's saved model (DIR or DIR/model), its convs
+  run by ``conv_impl``."""
+  model, variables = checkpoints.load_model(workdir, conv_impl=conv_impl)
   return model, variables, flops.cost_table(model)

@@ -9,7 +9,8 @@ L1-norm filter baseline and the paper's two ablations, on one base network and o
    ('whitebox' soft labels, 'hard' one-hot, 'shared' one mask; from the base weights or from
    scratch, ``whitebox.masks_from``) or the base model's filter L1 norms ('l1');
 3. the global vote to ``whitebox.target`` of the MACs, the fold of the class-agnostic gate, the
-   cut (`toolkit.compression`: params / MACs / bytes before and after, latency of the unpruned vs
+   cut (``whitebox.finetune_from``: the mask-trained weights, or the base's with nothing folded;
+   `toolkit.compression`: params / MACs / bytes before and after, latency of the unpruned vs
    the pruned model), fine-tuning (``whitebox.finetune``) and the pruned model saved with orbax in
    ``DIR/<variant>/pruned`` (`checkpoints.load_model` gives an ordinary model);
 4. accuracy vs MACs before fine-tuning at ``whitebox.curve_targets``, the figures, ``results.json``
@@ -129,6 +130,8 @@ def run(config, workdir) -> Dict[str, Any]:
                                                               source, evaluator, vdir)
     if masks is not None:
       masks_of[variant] = masks
+      if opts.finetune_from == "base":  # the masks only vote: cut the base weights, nothing folded
+        folds, pruned_from = None, variables
     cut = stages.prune(model, pruned_from, scores, folds, target=opts.target,
                        min_keep_fraction=opts.min_keep_fraction, channel_multiple=opts.channel_multiple,
                        probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes,

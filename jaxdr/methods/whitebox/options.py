@@ -23,6 +23,10 @@ GATINGS = {"whitebox": "soft", "shared": "shared", "hard": "hard"}
 VARIANTS = ("whitebox", "l1", "shared", "hard")
 MASKS_FROM = ("base", "scratch")
 FOLD_INTO = ("bn", "inputs")
+# Which weights a masked variant cuts and fine-tunes: 'masked' the mask-trained network with its
+# class-agnostic gate folded in (the published code); 'base' the base model's own weights (the
+# masks only vote; needs masks_from='base').
+FINETUNE_FROM = ("masked", "base")
 
 MASK_TRAIN = TrainOptions(batch_size=256, epochs=30, learning_rate=0.1, momentum=0.9,
                           weight_decay=5e-4, schedule="constant", log_every_steps=100,
@@ -41,6 +45,8 @@ class WhiteboxOptions(options_lib.Options):
   ResNet block-internal convs, MobileNetV2 each block's hidden channels).
   ``masks_from``: 'base' trains the masks jointly with the trained base model's weights;
   'scratch' with freshly initialised weights (the published code).
+  ``finetune_from``: 'masked' cuts and fine-tunes the mask-trained weights with the expected
+  gate folded in (published); 'base' the base model's weights (masks only vote, nothing folded).
   ``channel_multiple``: kept widths are multiples of this (or the full width), the extra channels
   chosen by score (CPU convolutions are faster at multiples of 8).
   ``collapse_factor``: a training whose test accuracy falls below ``collapse_factor / classes``
@@ -58,6 +64,7 @@ class WhiteboxOptions(options_lib.Options):
   # where exact (gate >= 0 after a ReLU; the published code), else the consumers' input weights;
   # 'inputs' always the consumers' input weights (rescales their kernels).
   fold_into: str = "bn"
+  finetune_from: str = "masked"
   masks_from: str = "scratch"
   mask_train: TrainOptions = MASK_TRAIN
   finetune: TrainOptions = FINETUNE
@@ -83,6 +90,10 @@ class WhiteboxOptions(options_lib.Options):
     check(self.masks_from in MASKS_FROM,
           f"whitebox.masks_from must be one of {MASKS_FROM}, got {self.masks_from!r}")
     check(self.fold_into in FOLD_INTO, f"whitebox.fold_into must be one of {FOLD_INTO}, got {self.fold_into!r}")
+    check(self.finetune_from in FINETUNE_FROM,
+          f"whitebox.finetune_from must be one of {FINETUNE_FROM}, got {self.finetune_from!r}")
+    check(self.finetune_from == "masked" or self.masks_from == "base",
+          "whitebox.finetune_from='base' cuts the base model's weights: it needs whitebox.masks_from='base'")
     check(self.channel_multiple >= 1, f"whitebox.channel_multiple must be >= 1, got {self.channel_multiple}")
     check(self.mask_lr >= 0.0, f"whitebox.mask_lr must be >= 0, got {self.mask_lr}")
     check(self.sparsity >= 0.0, f"whitebox.sparsity must be >= 0, got {self.sparsity}")

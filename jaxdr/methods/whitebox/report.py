@@ -82,7 +82,8 @@ def results(config, opts, keys: Sequence[str], base_metrics, base_costs, variant
       "test_accuracy": first["test_accuracy"], "base_test_accuracy": base_metrics["test_accuracy"],
       "target": opts.target, "masks_from": opts.masks_from if any(v != "l1" for v in variants) else "n/a",
       "base_from": config.get("pretrained", "") or "trained into WORKDIR/train",
-      "fold_into": opts.fold_into, "conv_impl": config.model.get("conv_impl", "auto"),
+      "fold_into": opts.fold_into if opts.finetune_from == "masked" else "nothing folded",
+      "finetune_from": opts.finetune_from, "conv_impl": config.model.get("conv_impl", "auto"),
       "gates": list(keys),
       "base": {"test_accuracy": base_metrics["test_accuracy"], "params": int(base_costs.params),
                "macs": int(base_costs.macs), "flops": 2 * int(base_costs.macs)},
@@ -94,6 +95,7 @@ def results(config, opts, keys: Sequence[str], base_metrics, base_costs, variant
 def headline(results: Mapping[str, Any]) -> Dict[str, Any]:
   out = {"base test accuracy": results["base_test_accuracy"], "MACs reduction target": results["target"],
          "masks trained from": results["masks_from"], "gate folded into": results.get("fold_into", ""),
+         "masked variants cut and fine-tune": results.get("finetune_from", "masked"),
          "conv_impl": results.get("conv_impl", ""), "CPU": results["cpu_model"],
          "time (s)": results["time_s"]}
   out.update({f"check: {k}": v for k, v in results["checks"].items()})

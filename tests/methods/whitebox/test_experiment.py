@@ -8,11 +8,13 @@ import sys
 
 import jax
 import ml_collections
+import numpy as np
 import pytest
 
 from jaxdr import checkpoints, costs, models, training
 from jaxdr.errors import ConfigError, UserError
 from jaxdr.methods import whitebox
+from jaxdr.methods.whitebox import stages
 from jaxdr.toolkit import base
 from tests import tiny_fashion, xla_flags
 
@@ -79,6 +81,32 @@ def test_run_prunes_every_variant_to_the_budget(tmp_path, tiny_data, base_model)
   again = again["variants"]["whitebox"]
   assert again["test_accuracy"] == out["variants"]["whitebox"]["test_accuracy"]
   assert again["vote"]["kept"] == out["variants"]["whitebox"]["vote"]["kept"]
+
+
+@pytest.mark.parametrize("finetune_from", ["masked", "base"])
+def test_finetune_from_picks_the_weights_that_are_cut(tmp_path, tiny_data, base_model, monkeypatch,
+                                                      finetune_from):
+  _, variables = base_model
+  seen = []
+  prune = stages.prune
+  monkeypatch.setattr(stages, "prune", lambda m, v, scores, folds, **kw: seen.append((v, folds)) or prune(
+      m, v, scores, folds, **kw))
+  out = whitebox.run(_config(variants=("whitebox",), curve_targets=(), finetune_from=finetune_from),
+                     str(tmp_path))
+  (cut_from, folds), = seen
+  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), cut_from["params"], variables["params"])
+  if finetune_from == "base":  # the base's own weights, nothing folded
+    assert all(jax.tree.leaves(same)) and folds is None
+    assert out["fold_into"] == "nothing folded"
+  else:  # the mask-trained weights (they moved) with the gate's fold vectors
+    assert not all(jax.tree.leaves(same)) and set(folds) == {"conv1", "conv2"}
+    assert out["fold_into"] == "bn"
+  assert out["finetune_from"] == finetune_from
+
+
+def test_finetune_from_base_needs_masks_from_base(tmp_path, base_model):
+  with pytest.raises(ConfigError, match="needs whitebox.masks_from='base'"):
+    whitebox.run(_config(finetune_from="base", masks_from="scratch"), str(tmp_path))
 
 
 @pytest.mark.parametrize("overrides,match", [
