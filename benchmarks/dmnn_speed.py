@@ -28,7 +28,11 @@ median over ``--repeats`` passes; the ratio to all-on, next to the mean executed
 targets: <= ratio + 0.10 at batch 1, <= ratio + 0.15 at batch 128). Skip's logits are checked
 against the masked path's first. Writes a markdown file with the CPU model (``lscpu``).
 
-    python benchmarks/dmnn_speed.py --model_dir=/tmp/dmnn [--batch_sizes=1,128] [--out=...]
+    python benchmarks/dmnn_speed.py --model_dir=/tmp/dmnn [--batch_sizes=1,128] [--threads=1] [--out=...]
+
+On a small CPU, batch-1 latency is best single-threaded (``--threads=1``): XLA's CPU runtime
+hands each of the hundreds of tiny ops of a batch-1 forward between its pool threads, which
+costs more than the second core gives (measured in benchmarks/results/dmnn_speed.md).
 """
 from __future__ import annotations
 
@@ -70,8 +74,9 @@ flags.DEFINE_bool("bound_weights", True,
                   "images, and a random-path mask, are arguments: what a server with fixed weights "
                   "runs; the per-call cost of passing the ~270 weight arrays is left out).")
 flags.DEFINE_enum("allocator", "tcmalloc", cpu_runtime.ALLOCATORS, "Memory allocator (jaxdr/cpu_runtime.py).")
-flags.DEFINE_enum("conv_impl", "auto", ["xla", "im2col", "auto", "native"],
-                  "How the convs run (jaxdr.ops.conv), the same for every variant.")
+flags.DEFINE_enum("conv_impl", "native", ["xla", "im2col", "auto", "native"],
+                  "How the convs run (jaxdr.ops.conv), the same for every variant ('native': jaxdr's "
+                  "AVX-512 kernel where it applies and loads, else exactly 'auto').")
 flags.DEFINE_integer("threads", 0,
                      "Run on this many CPUs (the process's affinity, set before JAX starts: XLA sizes "
                      "its thread pool by it); 0 = all. At batch 1 a single-threaded process per core "

@@ -11,7 +11,8 @@ L1-norm filter baseline and the paper's two ablations, on one base network and o
 3. the global vote to ``whitebox.target`` of the MACs, the fold of the class-agnostic gate, the
    cut (``whitebox.finetune_from``: the mask-trained weights, or the base's with nothing folded;
    `toolkit.compression`: params / MACs / bytes before and after, latency of the unpruned vs
-   the pruned model), fine-tuning (``whitebox.finetune``) and the pruned model saved with orbax in
+   the pruned model), fine-tuning (``whitebox.finetune``, once per ``whitebox.finetune_seeds``: accuracies are
+   their means) and the pruned model saved with orbax in
    ``DIR/<variant>/pruned`` (`checkpoints.load_model` gives an ordinary model);
 4. accuracy vs MACs before fine-tuning at ``whitebox.curve_targets``, the figures, ``results.json``
    and ``report.md``.
@@ -138,16 +139,20 @@ def run(config, workdir) -> Dict[str, Any]:
                        repeats=opts.latency_repeats, fold_into=opts.fold_into)
     small_eval = evaluator(lambda v, x, m=cut.model: models.apply(m, v, x))
     acc_cut = small_eval(cut.variables)["test_accuracy"]
-    tuned = stages.finetune(cut.model, cut.variables, opts.finetune, source, seed=int(config.seed),
-                            workdir=vdir / "finetune", name=f"{variant} finetune",
-                            evaluate=stages.guard(small_eval, f"{variant} fine-tuning", num_classes,
-                                                  opts.collapse_factor))
+    runs = []
+    for i, seed in enumerate(opts.finetune_seeds or (int(config.seed),)):  # the first is saved
+      runs.append(stages.finetune(
+          cut.model, cut.variables, opts.finetune, source, seed=int(seed),
+          workdir=vdir / ("finetune" if i == 0 else f"finetune_seed{seed}"),
+          name=f"{variant} finetune" + (f" (seed {seed})" if opts.finetune_seeds else ""),
+          evaluate=stages.guard(small_eval, f"{variant} fine-tuning", num_classes, opts.collapse_factor)))
+    tuned = runs[0]
     kwargs = {**training.model_kwargs(config), "channels": dict(cut.model.channels)}
     saved = checkpoints.save_model(vdir / "pruned", config.model.name, kwargs, tuned.variables)
     if test_x is not None:
       curves[variant] = _curve(opts, graph, model, pruned_from, scores, folds, test_x, test_y)
     variants[variant] = report.variant_results(
-        variant, cut, acc_cut, tuned.metrics, mask_metrics, base_metrics["test_accuracy"],
+        variant, cut, acc_cut, [r.metrics for r in runs], mask_metrics, base_metrics["test_accuracy"],
         saved_to=str(saved.relative_to(workdir)) if str(saved).startswith(str(workdir)) else str(saved))
     logging.info("whitebox: %s: %.2f%% MACs removed, test accuracy %.4f cut, %.4f fine-tuned (base %.4f)",
                  variant, 100 * cut.vote.reduction, acc_cut, variants[variant]["test_accuracy"],

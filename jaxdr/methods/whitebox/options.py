@@ -68,6 +68,10 @@ class WhiteboxOptions(options_lib.Options):
   masks_from: str = "scratch"
   mask_train: TrainOptions = MASK_TRAIN
   finetune: TrainOptions = FINETUNE
+  # Fine-tuning seeds per pruned network (data order, augmentation); () = config.seed alone. The
+  # accuracies compared are the means (a single fine-tuning's test accuracy moves by ~0.2-0.3
+  # points with the seed); the saved pruned model is the first seed's.
+  finetune_seeds: Tuple[int, ...] = ()
   # Accuracy vs FLOPs before fine-tuning (voted, folded, no training) at these targets (() = off),
   # on the first ``curve_examples`` test images (0 = all).
   curve_targets: Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -98,6 +102,8 @@ class WhiteboxOptions(options_lib.Options):
     check(self.mask_lr >= 0.0, f"whitebox.mask_lr must be >= 0, got {self.mask_lr}")
     check(self.sparsity >= 0.0, f"whitebox.sparsity must be >= 0, got {self.sparsity}")
     check(self.collapse_factor >= 0.0, f"whitebox.collapse_factor must be >= 0, got {self.collapse_factor}")
+    check(len(set(self.finetune_seeds)) == len(self.finetune_seeds),
+          f"whitebox.finetune_seeds repeats a seed: {self.finetune_seeds}")
     check(self.latency_repeats >= 1, f"whitebox.latency_repeats must be >= 1, got {self.latency_repeats}")
     check(self.curve_examples >= 0, f"whitebox.curve_examples must be >= 0, got {self.curve_examples}")
     for t in self.curve_targets:

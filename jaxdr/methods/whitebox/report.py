@@ -32,15 +32,18 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def variant_results(variant: str, cut, acc_cut: float, ft_metrics: Mapping[str, Any],
+def variant_results(variant: str, cut, acc_cut: float, ft_runs: Sequence[Mapping[str, Any]],
                     mask_metrics: Mapping[str, Any], base_accuracy: float, saved_to: str) -> Dict[str, Any]:
-  """One variant's numbers: the vote, costs before / after, accuracies, latency, checks."""
+  """One variant's numbers: the vote, costs before / after, accuracies (the mean over the
+  fine-tuning runs ``ft_runs``, first = the saved one), latency, checks."""
   s = cut.summary
   factor = s.macs_before / max(s.macs_after, 1)
   latency = s.as_dict()["latency"]
   for t in latency:
     t["speedup_over_flops_factor"] = t["speedup"] / factor
-  acc = float(ft_metrics["test_accuracy"])
+  ft_metrics = ft_runs[0]
+  accs = [float(m["test_accuracy"]) for m in ft_runs]
+  acc = float(np.mean(accs))
   keep = ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "train_sparsity", "steps", "epochs",
           "train_time_s", "images_per_sec")
   return {
@@ -52,6 +55,7 @@ def variant_results(variant: str, cut, acc_cut: float, ft_metrics: Mapping[str, 
       "macs_reduction": 1.0 - s.macs_after / s.macs_before, "flops_factor": factor,
       "params_reduction": 1.0 - s.params_after / s.params_before,
       "test_accuracy_cut": float(acc_cut), "test_accuracy": acc,
+      "test_accuracy_runs": accs, "test_accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
       "accuracy_drop_points": 100.0 * (base_accuracy - acc),
       "finetune": {k: ft_metrics[k] for k in keep if k in ft_metrics},
       "mask_train": {k: mask_metrics[k] for k in keep if k in mask_metrics},
@@ -107,12 +111,15 @@ def sections(results: Mapping[str, Any]) -> list:
   variants = results["variants"]
   base = results["base"]
   rows = [{"method": "unpruned", "MACs": base["macs"], "MACs removed": 0.0, "params": base["params"],
-           "acc. cut": "", "acc. fine-tuned": base["test_accuracy"], "drop (points)": 0.0}]
+           "acc. cut": "", "acc. fine-tuned": base["test_accuracy"], "runs (std)": "", "drop (points)": 0.0}]
   for name, v in variants.items():
     rows.append({"method": LABELS[name], "MACs": v["macs_after"], "MACs removed": v["macs_reduction"],
                  "params": v["params_after"], "acc. cut": v["test_accuracy_cut"],
-                 "acc. fine-tuned": v["test_accuracy"], "drop (points)": v["accuracy_drop_points"]})
-  out = [("Methods (same base, budget and fine-tuning; acc. cut = folded and cut, before fine-tuning)",
+                 "acc. fine-tuned": v["test_accuracy"],
+                 "runs (std)": (f"{len(v.get('test_accuracy_runs', [1]))} ({v.get('test_accuracy_std', 0.0):.4f})"),
+                 "drop (points)": v["accuracy_drop_points"]})
+  out = [("Methods (same base, budget and fine-tuning; acc. cut = folded and cut, before fine-tuning; "
+          "acc. fine-tuned = the mean over the fine-tuning runs (seeds))",
           reporting.markdown_table(rows))]
   first = next(iter(variants.values()))
   layer_rows = []

@@ -104,6 +104,19 @@ def test_finetune_from_picks_the_weights_that_are_cut(tmp_path, tiny_data, base_
   assert out["finetune_from"] == finetune_from
 
 
+def test_finetune_seeds_average_the_fine_tuned_accuracy(tmp_path, tiny_data, base_model, monkeypatch):
+  seeds = []
+  finetune = stages.finetune
+  monkeypatch.setattr(stages, "finetune", lambda *a, **kw: seeds.append((kw["seed"], str(kw["workdir"])))
+                      or finetune(*a, **kw))
+  out = whitebox.run(_config(variants=("l1",), curve_targets=(), finetune_seeds=(4, 7)), str(tmp_path))
+  v = out["variants"]["l1"]
+  assert seeds == [(4, str(tmp_path / "l1" / "finetune")), (7, str(tmp_path / "l1" / "finetune_seed7"))]
+  assert len(v["test_accuracy_runs"]) == 2
+  assert v["test_accuracy"] == pytest.approx(np.mean(v["test_accuracy_runs"]))
+  assert v["finetune"]["test_accuracy"] == v["test_accuracy_runs"][0]  # the saved model's run
+
+
 def test_finetune_from_base_needs_masks_from_base(tmp_path, base_model):
   with pytest.raises(ConfigError, match="needs whitebox.masks_from='base'"):
     whitebox.run(_config(finetune_from="base", masks_from="scratch"), str(tmp_path))
