@@ -254,9 +254,10 @@ def test_gate_bias_sets_the_initial_opening_rate():
 
 @pytest.mark.parametrize("kind", list(TINY))
 def test_skip_compute_equals_the_masked_path(kind):
-  """'skip' runs only the sub-blocks whose gate is on (lax.cond at batch 1, capacity buckets
-  for batches); logits and paths equal the masked path's, with controller-decided gates
-  and with forced masks (per example; all off)."""
+  """'skip' runs only the sub-blocks whose gate is on (a lax.cond per sub-block at batch 1,
+  capacity buckets for batches); logits and paths equal the masked path's,
+  with controller-decided gates and with forced masks (per example; all off; every pattern with
+  gate values other than 1)."""
   model, variables = tiny(kind, buckets=2)  # capacities 4 and 7 at batch 7
   fast = model.clone(dispatch="skip")
   points = _path_points(model)
@@ -269,8 +270,12 @@ def test_skip_compute_equals_the_masked_path(kind):
   decided = run_masked(variables, x, None)[1].gates
   assert 0.0 < float(decided.mean()) < 1.0  # the controllers' own paths mix on and off
   cases = [(x, None), (x[:1], None)]
-  if kind == "basic":
-    cases += [(x, per_example), (x[:1], all_off)]
+  if kind == "basic":  # batch 1: every on/off pattern, gate values other than 1
+    cases += [(x, per_example), (x[:1], all_off), (x[:1], {k: v[:1] for k, v in per_example.items()})]
+    n = points[0].channels
+    for pattern in range(1, 2 ** n):
+      scales = [(0.5 + i) * (pattern >> i & 1) for i in range(n)]
+      cases.append((x[:1], {p.key: jnp.asarray(scales, jnp.float32) for p in points}))
   for batch, mask in cases:
     (want, want_paths), (got, got_paths) = run_masked(variables, batch, mask), run_skip(variables, batch, mask)
     np.testing.assert_array_equal(got_paths.gates, want_paths.gates)
