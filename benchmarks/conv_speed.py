@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxdr import cpu_runtime  # noqa: E402
+from jaxdr import cpu_runtime, reporting  # noqa: E402
 from jaxdr.ops import native_conv, xla_conv  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -87,9 +87,7 @@ def main(argv):
       f"- median of {FLAGS.repeats} alternating rounds; `applies`: where `native_conv.applies` "
       f"(MIN_WIDTH {native_conv.MIN_WIDTH}, MIN_PIXELS {native_conv.MIN_PIXELS}) sends the conv", "",
       *table, ""])
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    f.write(text)
+  reporting.write_text_atomic(FLAGS.out, text)
   print(text)
 
 

@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxdr import cpu_runtime, data, masks, models
+from jaxdr import cpu_runtime, data, masks, models, reporting
 from jaxdr.methods import dmnn as dmnn_method
 from jaxdr.models import dmnn
 
@@ -224,9 +224,7 @@ def main(argv):
       "",
       *table_md,
       ""])
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    f.write(text)
+  reporting.write_text_atomic(FLAGS.out, text)
   print(text)
 
 
