@@ -73,8 +73,12 @@ def _scores(variant, opts, config, model, variables, keys, source, evaluator, wo
   gating = GATINGS[variant]
   k = int(config.dataset.num_classes)
   ev = evaluator(lambda v, x: objective.gated_logits(model, v["variables"], v["masks"], x, gating))
+  # With finetune_from='base' the mask-trained network is not used (the masks only vote): its
+  # accuracy under the class-agnostic gate may fall to chance (one-hot masks grow class-specific)
+  # without harm, so only a non-finite loss stops the run.
+  collapse = opts.collapse_factor if opts.finetune_from == "masked" else 0.0
   checked = stages.guard(lambda v, masks: ev({"variables": v, "masks": masks}), f"{variant} mask training",
-                         k, opts.collapse_factor)
+                         k, collapse)
   result = stages.train_masks(
       model, opts.mask_train, source, keys, num_classes=k, gating=gating, sparsity=opts.sparsity,
       init_value=opts.mask_init, mask_lr=opts.mask_lr or None,

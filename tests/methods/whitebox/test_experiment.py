@@ -117,6 +117,20 @@ def test_finetune_seeds_average_the_fine_tuned_accuracy(tmp_path, tiny_data, bas
   assert v["finetune"]["test_accuracy"] == v["test_accuracy_runs"][0]  # the saved model's run
 
 
+@pytest.mark.parametrize("finetune_from", ["masked", "base"])
+def test_mask_training_collapse_stops_the_run_only_when_its_weights_are_cut(
+    tmp_path, tiny_data, base_model, monkeypatch, finetune_from):
+  factors = {}
+  guard = stages.guard
+  # record the factor each guard gets; run with 0 (this tiny model collapses either way)
+  monkeypatch.setattr(stages, "guard", lambda ev, what, k, factor: factors.setdefault(what, factor) is None
+                      or guard(ev, what, k, 0.0))
+  whitebox.run(_config(variants=("whitebox",), curve_targets=(), collapse_factor=1.5,
+                       finetune_from=finetune_from), str(tmp_path))
+  assert factors["whitebox mask training"] == (1.5 if finetune_from == "masked" else 0.0)
+  assert factors["whitebox fine-tuning"] == 1.5  # a collapsed fine-tuning always stops the run
+
+
 def test_finetune_from_base_needs_masks_from_base(tmp_path, base_model):
   with pytest.raises(ConfigError, match="needs whitebox.masks_from='base'"):
     whitebox.run(_config(finetune_from="base", masks_from="scratch"), str(tmp_path))
