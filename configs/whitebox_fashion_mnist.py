@@ -9,20 +9,20 @@ The base network is trained first into WORKDIR/train (the quickstart recipe), un
 with the base network's weights (``whitebox.masks_from='base'``; the paper trains them from scratch,
 ``'scratch'``); kept widths are rounded to multiples of 16 (the native kernel's channel blocks).
 
-Sized for about 14 minutes on 2 CPU cores (AMD EPYC): a 3-epoch base, 1 epoch of mask training
+Sized for about 15 minutes on 2 CPU cores (AMD EPYC): a 3-epoch base, 2 epochs of mask training
 per masked variant, 2 fine-tuning epochs for every method, three times (``finetune_seeds``: the
 accuracies compared are means; one fine-tuning's accuracy moves by 0.1-0.3 points with the seed).
 Masks get their own rate (``mask_lr=1.0``) and no L2 term (``sparsity=0``; the published VGG-16
 lambda is 0.01): in a screening on one base (benchmarks/results/whitebox_screening.md) lambda
 0.01 and 0.003 collapsed mask training at mask_lr 1.0, 0.001 fine-tuned like 0, and at mask_lr
-0.1 the masks barely moved in one epoch (2-4 points lower). The masks only vote here
-(``finetune_from='base'``): the base's own weights are cut and fine-tuned, as one epoch of joint
-training leaves weights tuned to label-dependent gates (the mask-trained network reaches ~73%
-with the class-agnostic gate): in the screening, one vote fine-tuned to 92.98% from the base
+0.1 the masks barely moved in one epoch (2-4 points lower); one epoch of mask training instead of
+two fine-tuned 0.27 points lower. The masks only vote here (``finetune_from='base'``): the base's
+own weights are cut and fine-tuned, as joint training leaves weights tuned to label-dependent
+gates (the mask-trained network reaches 55-73% with the class-agnostic gate): in the screening, one vote fine-tuned to 92.98% from the base
 weights and to 92.56% / 92.29% from the mask-trained ones with the gate folded into BatchNorm /
 the kernels (one seed each). ``finetune_from='masked'`` with ``fold_into='bn'`` is the published
-pipeline. Measured with this config (README's White-Box section): base 92.54%, White-Box 92.42%
-(mean of 3) at 50.0% of the MACs removed, L1-norm 92.66% at 51.2%.
+pipeline. Measured with this config (README's White-Box section): base 92.54%, White-Box 92.69%
+(mean of 3) at 51.0% of the MACs removed, L1-norm 92.66% at 51.2%.
 """
 import ml_collections
 
