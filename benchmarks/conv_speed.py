@@ -2,7 +2,7 @@
 
 For every (batch, map size, Cin, Cout) in the grid, times the jitted 3x3 stride-1 'same'
 float32 conv by `jaxdr.ops.native_conv.conv3x3` and by XLA (`xla_conv.conv_stride1`, what 'auto'
-runs there), round by round in turn so that a slow spell of a shared machine hits both alike,
+runs there), round by round in turn (`toolkit.latency.time_calls`) so that a slow spell of a shared machine hits both alike,
 and reports the medians, the arithmetic rate (GMAC/s) and the ratio. The thresholds of
 `native_conv.applies` (MIN_WIDTH, MIN_PIXELS) are read off this table. Writes markdown with the
 CPU model (``lscpu``) and says which shapes `applies` sends to the native kernel today.
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import statistics
 import sys
-import time
 
 from absl import app, flags
 import jax
@@ -26,22 +24,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from jaxdr import cpu_runtime, reporting  # noqa: E402
 from jaxdr.ops import native_conv, xla_conv  # noqa: E402
+from jaxdr.toolkit import latency  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes.")
 flags.DEFINE_list("sizes", ["3", "4", "5", "6", "7", "8", "14", "28"], "Square map sizes (H = W).")
 flags.DEFINE_list("channels", ["16:16", "32:32", "40:40", "64:64", "128:128"], "Cin:Cout pairs.")
 flags.DEFINE_integer("repeats", 60, "Timed rounds per shape (median).")
-flags.DEFINE_integer("inner", 0, "Calls per timed round, each waited for (0: enough for ~0.5 ms).")
 flags.DEFINE_string("out", "benchmarks/results/conv_speed.md", "Markdown file to write.")
-
-
-def _round(fn, args, inner):
-  """Mean seconds of ``inner`` calls, each waited for (queued calls could overlap)."""
-  start = time.perf_counter()
-  for _ in range(inner):
-    jax.block_until_ready(fn(*args))
-  return (time.perf_counter() - start) / inner
 
 
 def main(argv):
@@ -61,13 +51,7 @@ def main(argv):
         x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
         w = jnp.asarray(rng.normal(size=(3, 3, cin, cout)), jnp.float32)
         worst = float(jnp.max(jnp.abs(native(x, w) - xla(x, w))))
-        first = _round(xla, (x, w), 3)
-        inner = FLAGS.inner or max(1, int(5e-4 / max(first, 1e-7)))
-        times = {"native": [], "xla": []}
-        for _ in range(FLAGS.repeats):
-          times["native"].append(_round(native, (x, w), inner))
-          times["xla"].append(_round(xla, (x, w), inner))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = latency.time_calls({"native": lambda: native(x, w), "xla": lambda: xla(x, w)}, FLAGS.repeats)
         macs = batch * size * size * 9 * cin * cout
         applies = native_conv.applies(x, w, 1, 1, 1)
         rows.append((batch, size, cin, cout, med["native"], med["xla"], macs, applies, worst))

@@ -85,6 +85,8 @@ def _scores(variant, opts, config, model, variables, keys, source, evaluator, wo
       init_variables=variables if opts.masks_from == "base" else None,
       seed=int(config.seed), workdir=workdir / "masks", evaluate=checked, name=f"{variant} masks")
   masks = {key: np.asarray(m) for key, m in result.extra[objective.MASKS].items()}
+  if opts.finetune_from == "base":  # the masks only vote: the base weights are cut, nothing folded
+    return class_masks.scores(masks), None, variables, masks, result.metrics
   return (class_masks.scores(masks), class_masks.fold_vectors(masks, gating), result.variables, masks,
           result.metrics)
 
@@ -135,8 +137,6 @@ def run(config, workdir) -> Dict[str, Any]:
                                                               source, evaluator, vdir)
     if masks is not None:
       masks_of[variant] = masks
-      if opts.finetune_from == "base":  # the masks only vote: cut the base weights, nothing folded
-        folds, pruned_from = None, variables
     cut = stages.prune(model, pruned_from, scores, folds, target=opts.target,
                        min_keep_fraction=opts.min_keep_fraction, channel_multiple=opts.channel_multiple,
                        probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes,

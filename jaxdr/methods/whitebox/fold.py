@@ -137,8 +137,8 @@ def _sign_probe(model, variables, gates, images):
   return commutes
 
 
-def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any], images=None,
-         into: str = "inputs") -> Folded:
+def fold(model, variables: Mapping[str, Any], gates: Mapping[str, Any], images=None, *,
+         into: str) -> Folded:
   """Folds the per-channel ``gates`` ({key: [C]}) into the weights (module docstring; ``into``
   'inputs' or 'bn'): the result without a mask equals ``model`` under ``gates``, except for the
   channels listed in ``Folded.inexact``. ``images`` [N, H, W, C] feed the sign and BatchNorm

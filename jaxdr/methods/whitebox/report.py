@@ -5,12 +5,11 @@ MACs of the methods).
 from __future__ import annotations
 
 import os
-import platform
 from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
-from jaxdr import reporting
+from jaxdr import cpu_runtime, reporting
 from jaxdr.toolkit import plots
 
 LABELS = {"whitebox": "White-Box", "l1": "L1-norm (Li et al.)", "shared": "w/o class-wise mask",
@@ -18,18 +17,6 @@ LABELS = {"whitebox": "White-Box", "l1": "L1-norm (Li et al.)", "shared": "w/o c
 COLORS = {"whitebox": "tab:blue", "l1": "tab:red", "shared": "tab:green", "hard": "tab:orange"}
 MAX_DROP_POINTS = 0.5  # the issue's acceptance: White-Box loses at most this much accuracy
 MIN_SPEEDUP_RATIO = 0.8  # measured speedup >= this x the FLOPs reduction factor
-
-
-def cpu_model() -> str:
-  """The CPU's model name (/proc/cpuinfo), for every timing."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.lower().startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def variant_results(variant: str, cut, acc_cut: float, ft_runs: Sequence[Mapping[str, Any]],
@@ -91,16 +78,15 @@ def results(config, opts, keys: Sequence[str], base_metrics, base_costs, variant
       "gates": list(keys),
       "base": {"test_accuracy": base_metrics["test_accuracy"], "params": int(base_costs.params),
                "macs": int(base_costs.macs), "flops": 2 * int(base_costs.macs)},
-      "variants": variants, "curves": curves, "checks": checks, "cpu_model": cpu_model(),
+      "variants": variants, "curves": curves, "checks": checks, "cpu_model": cpu_runtime.cpu_model(),
       "time_s": time_s,
   }
 
 
 def headline(results: Mapping[str, Any]) -> Dict[str, Any]:
   out = {"base test accuracy": results["base_test_accuracy"], "MACs reduction target": results["target"],
-         "masks trained from": results["masks_from"], "gate folded into": results.get("fold_into", ""),
-         "masked variants cut and fine-tune": results.get("finetune_from", "masked"),
-         "conv_impl": results.get("conv_impl", ""), "CPU": results["cpu_model"],
+         "masks trained from": results["masks_from"], "gate folded into": results["fold_into"],
+         "masked variants cut and fine-tune": results["finetune_from"], "conv_impl": results["conv_impl"], "CPU": results["cpu_model"],
          "time (s)": results["time_s"]}
   out.update({f"check: {k}": v for k, v in results["checks"].items()})
   return out
@@ -116,7 +102,7 @@ def sections(results: Mapping[str, Any]) -> list:
     rows.append({"method": LABELS[name], "MACs": v["macs_after"], "MACs removed": v["macs_reduction"],
                  "params": v["params_after"], "acc. cut": v["test_accuracy_cut"],
                  "acc. fine-tuned": v["test_accuracy"],
-                 "runs (std)": (f"{len(v.get('test_accuracy_runs', [1]))} ({v.get('test_accuracy_std', 0.0):.4f})"),
+                 "runs (std)": f"{len(v['test_accuracy_runs'])} ({v['test_accuracy_std']:.4f})",
                  "drop (points)": v["accuracy_drop_points"]})
   out = [("Methods (same base, budget and fine-tuning; acc. cut = folded and cut, before fine-tuning; "
           "acc. fine-tuned = the mean over the fine-tuning runs (seeds))",

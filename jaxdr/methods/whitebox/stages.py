@@ -26,6 +26,7 @@ from jaxdr.errors import UserError
 from jaxdr.methods.whitebox import fold as fold_lib
 from jaxdr.methods.whitebox import objective as objective_lib
 from jaxdr.methods.whitebox import voting
+from jaxdr.methods.whitebox.options import WhiteboxOptions
 from jaxdr.toolkit import compression
 
 Evaluator = Callable[[Any], Dict[str, float]]
@@ -96,7 +97,7 @@ def pruned_gates(vote: voting.Vote, folds: Optional[Mapping[str, Any]]) -> Dict[
 def prune(model, variables, scores: Mapping[str, Any], folds: Optional[Mapping[str, Any]], *,
           target: float, min_keep_fraction: float = 0.3, channel_multiple: int = 1,
           probe: Optional[np.ndarray] = None, latency_batch_sizes: Sequence[int] = (),
-          repeats: int = 20, fold_into: str = "bn") -> Cut:
+          repeats: int = 20, fold_into: str = WhiteboxOptions.fold_into) -> Cut:
   """Votes on ``scores`` to ``target``, folds ``folds`` ({key: [C]}, None: nothing) of the kept
   channels into the weights (``fold_into``: `fold.fold`'s ``into``) and cuts the closed channels out (`toolkit.compression.compress`,
   timed at ``latency_batch_sizes`` against the unpruned ``model``). Checks on ``probe`` images

@@ -79,11 +79,11 @@ def test_a_negative_gate_behind_a_max_pool_is_reported_not_hidden():
   model, variables = nets.build("vgg")
   graph = models.describe(model)
   neg = {"conv0": -np.ones(4, np.float32), "conv1": -np.ones(6, np.float32)}
-  folded = whitebox.fold.fold(model, variables, neg)
+  folded = whitebox.fold.fold(model, variables, neg, into="inputs")
   # conv0 feeds conv1 through a max-pool: max(-x) = -min(x), no exact fold. conv1 -> conv2 is direct.
   assert set(folded.inexact) == {"conv0"} and folded.inexact_channels == 4
   x = nets.images(model)
-  exact = whitebox.fold.fold(model, variables, {"conv1": neg["conv1"]})
+  exact = whitebox.fold.fold(model, variables, {"conv1": neg["conv1"]}, into="inputs")
   assert exact.inexact == {}
   np.testing.assert_allclose(_apply(model, exact.variables, x),
                              _apply(model, variables, x, {"conv1": neg["conv1"]}), rtol=1e-4, atol=1e-4)
