@@ -5,7 +5,8 @@
     y = ops.max_pool(x, 2, 2, "SAME")
     y = ops.scale_channels(x, gate, tree_grad=ops.cpu_fast_paths(impl))   # gate [C] or [B, C]
 
-Modules: `conv` (dispatch), `xla_conv`, `im2col` (and the dense tiny-map conv), `winograd`,
+Modules: `conv` (dispatch), `xla_conv`, `taps` (one-channel inputs), `im2col` (and the dense
+tiny-map conv), `winograd`,
 `native_conv` (opt-in AVX-512 kernel: `native_conv.load()`), `pooling`, `reductions`
 (tree sums), `channel_scale`. Pure functions of arrays: nothing here knows about masks or models.
 """

@@ -23,7 +23,9 @@ def _ops(impl, n, hw, cin, cout, kernel=3, stride=1, padding=None):
     (2, 8, 3, 4, 5, 1, 4),    # more padding than 'same'
     (2, 9, 3, 4, 3, 2, 1),    # stride 2: plain lax.conv
     (3, 2, 3, 4, 3, 1, 1),    # tiny map: im2col
+    (2, 4, 3, 4, 3, 1, 1),    # 4x4 map, narrow: im2col
     (2, 1, 3, 4, 3, 1, 1),    # 1x1 map: the dense conv
+    (2, 9, 1, 4, 3, 1, 1),    # one input channel: shifted taps ('auto', 'native')
 ])
 def test_every_impl_equals_lax_conv(impl, n, hw, cin, cout, kernel, stride, pad, assert_matches_lax_conv,
                                     lax_conv):
@@ -64,6 +66,33 @@ def test_winograd_on_wide_even_maps_else_lax_conv_or_native(impl, monkeypatch):
   monkeypatch.setenv(native_conv.ENV_SWITCH, "0")
   assert "conv_general_dilated" in _ops(impl, n, 9, wide, wide)
   assert native_conv.TARGET not in _ops(impl, n, 9, wide, wide)
+
+
+@pytest.mark.parametrize("impl", ["auto", "native"])
+def test_small_maps_that_winograd_leaves_take_im2col(impl):
+  """Up to 4x4 output maps, a stride-1 conv Winograd does not take (too narrow, odd map,
+  too few pixels) is im2col: no conv op, no custom VJP; from 5x5 it is lax.conv again."""
+  if impl == "native":
+    native_conv.load()
+  narrow, wide = winograd.min_channels() - 1, winograd.min_channels()
+  for args in [(128, 4, narrow, narrow), (1, 4, wide, wide), (128, 3, wide, wide)]:
+    jaxpr = _ops(impl, *args)
+    assert "conv_general_dilated" not in jaxpr and "custom_vjp" not in jaxpr, args
+  assert "conv_general_dilated" in _ops(impl, 1, 5, narrow, narrow)
+  assert "custom_vjp" in _ops(impl, 128, 4, wide, wide)  # Winograd
+
+
+@pytest.mark.parametrize("impl", ["auto", "native"])
+def test_one_channel_inputs_take_shifted_taps(impl):
+  """A stride-1 conv of a one-channel input is a fused sum of taps (no conv op, no native
+  call), at any map size; two channels, or stride 2, are not."""
+  if impl == "native":
+    native_conv.load()
+  for hw in (2, 28):
+    jaxpr = _ops(impl, 128, hw, 1, 16)
+    assert "custom_vjp" in jaxpr and "conv_general_dilated" not in jaxpr and native_conv.TARGET not in jaxpr
+  assert "custom_vjp" not in _ops(impl, 2, 9, 1, 4, 3, 2)
+  assert "conv_general_dilated" in _ops(impl, 2, 9, 2, 4)
 
 
 def test_xla_and_grouped_convs_are_lax_conv():
