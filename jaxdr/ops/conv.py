@@ -29,7 +29,7 @@ CONV_IMPLS = ("xla", "im2col", "auto", "native")
 AUTO_IM2COL_MAX_PIXELS = 4
 # Up to 4x4 maps, stride-1 convs that Winograd does not take run as im2col, not lax.conv: as
 # fast on wide channels, faster on the narrow ones pruning leaves (in a network:
-# benchmarks/results/conv_speed.md).
+# benchmarks/results/pruned_latency.md).
 SMALL_MAP_IM2COL_MAX_PIXELS = 16
 
 

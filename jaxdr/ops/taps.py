@@ -3,7 +3,7 @@
 A conv of a grey image is kh*kw*Cin multiply-adds per output value: XLA fuses the
 whole sum, and the bias / BatchNorm / ReLU after it, into one loop that writes the output
 once, where a conv library call (or jaxdr's native kernel, which pads Cin to even) writes its
-output and a second pass reads it back (benchmarks/results/conv_speed.md).
+output and a second pass reads it back (benchmarks/results/conv_speed_first_layer.md).
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 from jaxdr.ops import xla_conv
 
-# At most this many multiply-adds per output value (kh * kw * Cin): a 3x3 conv of one
-# channel (benchmarks/results/conv_speed.md: 2 or 3 channels lose to the native kernel at batch 1).
+# At most this many multiply-adds per output value (kh * kw * Cin): a 3x3 conv of one channel
+# (benchmarks/results/conv_speed_first_layer.md; with 2 or 3 channels it lost to the native
+# kernel at batch 1 in a probe).
 MAX_TAPS = 9
 
 
