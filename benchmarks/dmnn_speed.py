@@ -11,7 +11,10 @@ forward of the same network (same variables) on real test images:
   skip      the controllers decide and only the sub-blocks whose gate is on run
             (`jaxdr.models.dispatch`: `lax.cond` per sub-block at batch 1; at larger batches
             the images whose gate is on are gathered into the smallest of ``--buckets``
-            capacities, computed and put back).
+            capacities, computed and put back);
+  static path  the timed images' most common path of every block fixed in advance (a constant
+            mask: XLA folds the conditionals away, no controllers run), a statically pruned
+            network: the floor for skip, whose distance to it is the cost of deciding.
 
 With ``--paths=random`` the controllers' decisions are replaced by per-image random gates
 (a per-row mask [B, N]; each sub-block on with probability ``--random_rate``): a trained
@@ -82,7 +85,7 @@ flags.DEFINE_integer("threads", 0,
                      "its thread pool by it); 0 = all. At batch 1 a single-threaded process per core "
                      "is how a latency server runs a small network.")
 
-VARIANTS = ("all-on", "masked", "skip")
+VARIANTS = ("all-on", "masked", "skip", "static path")
 MODE_SUFFIX = {"per call": "", "per call, weights bound": " bound", "in one jit (lax.map)": " loop"}
 
 
@@ -113,6 +116,15 @@ def _first_call_s(fn, *args) -> float:
   start = time.perf_counter()
   jax.block_until_ready(fn(*args))
   return time.perf_counter() - start
+
+
+def _modal_paths(gates: np.ndarray) -> np.ndarray:
+  """gates [images, blocks, N] (0/1) -> [blocks, N]: each block's most common on/off pattern."""
+  out = []
+  for b in range(gates.shape[1]):
+    patterns, counts = np.unique(gates[:, b, :], axis=0, return_counts=True)
+    out.append(patterns[np.argmax(counts)])
+  return np.stack(out).astype(np.float32)
 
 
 def _time_pass(fn, batches) -> float:
@@ -151,15 +163,21 @@ def main(argv):
       raise app.UsageError(f"--images={len(images)} holds no batch of {batch}")
     batches = [(jnp.asarray(images[i:i + batch]), gates_mask(batch)) for i in range(0, n, batch)]
     fast = model.clone(dispatch="skip", buckets=FLAGS.buckets)
+    masked = jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[:2])
+    gates = np.concatenate([np.asarray(masked(variables, *b)[1].gates) for b in batches])  # [n, blocks, N]
+    static_gates = _modal_paths(gates)  # [blocks, N]
+    static = {k: jnp.asarray(static_gates[i]) for i, k in enumerate(keys)}
     raw = {"all-on": lambda v, x, m: models.apply(model, v, x, all_on),
            "masked": lambda v, x, m: dmnn.forward(model, v, x, m)[:2],
-           "skip": lambda v, x, m: models.apply(fast, v, x, m)}
+           "skip": lambda v, x, m: models.apply(fast, v, x, m),
+           "static path": lambda v, x, m: models.apply(fast, v, x, static)}
     fns = {k: jax.jit(f) for k, f in raw.items()}
     compile_s = {name: _first_call_s(fn, variables, *batches[0]) for name, fn in fns.items()}
-    gates = np.concatenate([np.asarray(fns["masked"](variables, *b)[1].gates) for b in batches])
     worst = max(float(jnp.max(jnp.abs(fns["skip"](variables, *b) - fns["masked"](variables, *b)[0])))
                 for b in batches[:4])
     ratio = float(table.executed(gates).mean() / table.total_macs)
+    static_ratio = float(table.executed(static_gates[None]).mean() / table.total_macs)
+    flops = {"all-on": 1.0, "masked": ratio, "skip": ratio, "static path": static_ratio}
     calls = {k: (lambda b, f=f: f(variables, *b)) for k, f in fns.items()}
     modes = {"per call": (calls, batches)}
     if FLAGS.bound_weights:  # the same forwards with the weights bound: only the batch is passed
@@ -186,7 +204,7 @@ def main(argv):
       for k in VARIANTS:
         rel = med[k] / med["all-on"]
         rows.append(dict(batch=batch, mode=mode, variant=k, ms=1e3 * med[k], rel=rel,
-                         flops=1.0 if k == "all-on" else ratio, target=target if k == "skip" else None,
+                         flops=flops[k], target=target if k == "skip" else None,
                          ok=(rel <= target) if k == "skip" else None,
                          compile_s=compile_s[k + MODE_SUFFIX[mode]],
                          spread=(max(times[k]) - min(times[k])) / med[k]))
