@@ -42,9 +42,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -87,18 +85,6 @@ flags.DEFINE_integer("threads", 0,
 
 VARIANTS = ("all-on", "masked", "skip", "static path")
 MODE_SUFFIX = {"per call": "", "per call, weights bound": " bound", "in one jit (lax.map)": " loop"}
-
-
-def cpu_model() -> str:
-  """lscpu's model name, family / model / stepping and CPU count (platform.processor() else)."""
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or "unknown CPU"
-  fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-  get = lambda k: fields.get(k, "?").strip()  # noqa: E731
-  return (f"{get('Model name')} (family {get('CPU family')}, model {get('Model')}, stepping "
-          f"{get('Stepping')}), {get('CPU(s)')} CPUs")
 
 
 def _dataset(model_dir: str) -> str:
@@ -214,7 +200,7 @@ def main(argv):
     lines.append(f"- batch {batch}: {n} test images per pass; max |skip - masked| logit difference "
                  f"{worst:.2e}; executed-FLOPs ratio of these images {ratio:.4f}")
 
-  cpu = cpu_model()
+  cpu = f"{cpu_runtime.cpu_model()}, {os.cpu_count()} CPUs"
   table_md = ["| batch | timed | variant | ms / image | time vs all-on | FLOPs ratio | target (skip) | met | "
               "spread | compile s |", "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
