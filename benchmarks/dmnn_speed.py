@@ -149,16 +149,17 @@ def main(argv):
       raise app.UsageError(f"--images={len(images)} holds no batch of {batch}")
     batches = [(jnp.asarray(images[i:i + batch]), gates_mask(batch)) for i in range(0, n, batch)]
     fast = model.clone(dispatch="skip", buckets=FLAGS.buckets)
-    masked = jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[:2])
-    gates = np.concatenate([np.asarray(masked(variables, *b)[1].gates) for b in batches])  # [n, blocks, N]
-    static_gates = _modal_paths(gates)  # [blocks, N]
-    static = {k: jnp.asarray(static_gates[i]) for i, k in enumerate(keys)}
     raw = {"all-on": lambda v, x, m: models.apply(model, v, x, all_on),
            "masked": lambda v, x, m: dmnn.forward(model, v, x, m)[:2],
-           "skip": lambda v, x, m: models.apply(fast, v, x, m),
-           "static path": lambda v, x, m: models.apply(fast, v, x, static)}
+           "skip": lambda v, x, m: models.apply(fast, v, x, m)}
     fns = {k: jax.jit(f) for k, f in raw.items()}
     compile_s = {name: _first_call_s(fn, variables, *batches[0]) for name, fn in fns.items()}
+    gates = np.concatenate([np.asarray(fns["masked"](variables, *b)[1].gates) for b in batches])  # [n, blocks, N]
+    static_gates = _modal_paths(gates)  # [blocks, N]
+    static = {k: jnp.asarray(static_gates[i]) for i, k in enumerate(keys)}
+    raw["static path"] = lambda v, x, m: models.apply(fast, v, x, static)
+    fns["static path"] = jax.jit(raw["static path"])
+    compile_s["static path"] = _first_call_s(fns["static path"], variables, *batches[0])
     worst = max(float(jnp.max(jnp.abs(fns["skip"](variables, *b) - fns["masked"](variables, *b)[0])))
                 for b in batches[:4])
     ratio = float(table.executed(gates).mean() / table.total_macs)

@@ -50,9 +50,7 @@ def _taps_conv_fwd(x, kernel, padding):
 
 
 def _taps_conv_bwd(padding, res, g):
-  x, kernel = res
-  dx = xla_conv.xla_conv(g, xla_conv.flipped_transposed(kernel), 1, kernel.shape[0] - 1 - padding, 1)
-  return dx, xla_conv.stride1_kernel_grad(x, kernel, g, padding)
+  return xla_conv.stride1_grads(*res, g, padding)
 
 
 taps_conv.defvjp(_taps_conv_fwd, _taps_conv_bwd)

@@ -1,7 +1,7 @@
 """XLA's convolution, and a stride-1 variant whose VJP is written as forward convs.
 
-`flipped_transposed` and `stride1_kernel_grad` are the pieces every custom conv VJP in
-`jaxdr.ops` shares (Winograd, the native kernel): the input gradient of a stride-1 conv is
+`flipped_transposed`, `stride1_kernel_grad` and `stride1_grads` are the pieces every custom conv
+VJP in `jaxdr.ops` shares (Winograd, the native kernel): the input gradient of a stride-1 conv is
 the same conv of the output cotangent with the flipped, transposed kernel, and the kernel
 gradient is XLA's.
 """
@@ -42,14 +42,19 @@ def conv_stride1(x, kernel, padding: int):
   return xla_conv(x, kernel, 1, padding, 1)
 
 
+def stride1_grads(x, kernel, g, padding: int):
+  """(input, kernel) gradients of a stride-1 conv of x with a square kernel, cotangent g: the
+  input gradient as a plain forward conv (flipped, transposed kernel), the kernel's by XLA."""
+  dx = xla_conv(g, flipped_transposed(kernel), 1, kernel.shape[0] - 1 - padding, 1)
+  return dx, stride1_kernel_grad(x, kernel, g, padding)
+
+
 def _conv_stride1_fwd(x, kernel, padding):
   return conv_stride1(x, kernel, padding), (x, kernel)
 
 
 def _conv_stride1_bwd(padding, res, g):
-  x, kernel = res
-  dx = xla_conv(g, flipped_transposed(kernel), 1, kernel.shape[0] - 1 - padding, 1)
-  return dx, stride1_kernel_grad(x, kernel, g, padding)
+  return stride1_grads(*res, g, padding)
 
 
 conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)

@@ -86,8 +86,8 @@ def results(config, opts, keys: Sequence[str], base_metrics, base_costs, variant
 def headline(results: Mapping[str, Any]) -> Dict[str, Any]:
   out = {"base test accuracy": results["base_test_accuracy"], "MACs reduction target": results["target"],
          "masks trained from": results["masks_from"], "gate folded into": results["fold_into"],
-         "masked variants cut and fine-tune": results["finetune_from"], "conv_impl": results["conv_impl"], "CPU": results["cpu_model"],
-         "time (s)": results["time_s"]}
+         "masked variants cut and fine-tune": results["finetune_from"], "conv_impl": results["conv_impl"],
+         "CPU": results["cpu_model"], "time (s)": results["time_s"]}
   out.update({f"check: {k}": v for k, v in results["checks"].items()})
   return out
 
