@@ -160,18 +160,20 @@ def fit(model: nn.Module, options: TrainOptions, source, *, objective: Objective
       pending = []
     if is_log:
       now = time.time()
-      ips = n_window / max(now - t_window, 1e-9) if n_window else float("nan")
+      scalars = {**summarise(accum, "train"), "learning_rate": float(schedule(step - 1)),
+                 "epoch": step / spe}
+      speed = "? img/s  ETA ?"  # the first step's window holds only its compile: no rate
       if n_window:
+        ips = n_window / max(now - t_window, 1e-9)
         timed_images += n_window
         timed_seconds += now - t_window
-      scalars = {**summarise(accum, "train"), "learning_rate": float(schedule(step - 1)),
-                 "images_per_sec": ips, "epoch": step / spe}
+        scalars["images_per_sec"] = ips
+        speed = f"{ips:.0f} img/s  ETA {_fmt_time((steps - step) * options.batch_size / ips)}"
       writer.write(step, scalars)
       last_train = scalars
-      eta = (steps - step) * options.batch_size / ips if n_window else float("nan")
-      logging.info("%s: step %d/%d  epoch %.2f  loss %.4f  acc %.4f  lr %.4g  %.0f img/s  ETA %s", name,
-                   step, steps, step / spe, scalars["train_loss"], scalars["train_accuracy"],
-                   scalars["learning_rate"], ips, _fmt_time(eta) if n_window else "?")
+      logging.info("%s: step %d/%d  epoch %.2f  loss %.4f  acc %.4f  lr %.4g  %s", name, step, steps,
+                   step / spe, scalars["train_loss"], scalars["train_accuracy"],
+                   scalars["learning_rate"], speed)
       accum = {k: np.float32(0) for k in accum}
       t_window, n_window = time.time(), 0
     if evaluate is not None and (step % eval_every == 0 or step == steps):

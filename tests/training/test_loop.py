@@ -9,6 +9,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdr import models, training
 from tests.conftest import random_variables
@@ -95,8 +96,11 @@ def test_step_keys_are_fresh_every_step(tmp_path):
   model, variables, source = _setup()
   training.fit(model, _opts(max_steps=3, log_every_steps=1), source, objective=_noise_objective(),
                init_variables=variables, workdir=tmp_path, seed=3)
-  noise = [json.loads(l)["train_noise0"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert len(set(noise)) == 3
+  strict = lambda token: pytest.fail(f"metrics.jsonl holds {token}")  # noqa: E731
+  records = [json.loads(l, parse_constant=strict) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert len(set(r["train_noise0"] for r in records)) == 3
+  # the first step's window is only its compile: no rate logged (not NaN), then one per log
+  assert "images_per_sec" not in records[0] and all(r["images_per_sec"] > 0 for r in records[1:])
 
 
 def test_step_noise_is_per_device_and_independent_of_the_device_count():
