@@ -28,7 +28,7 @@ import optax
 
 from jaxdr.training import distributed, optim
 from jaxdr.training import state as state_lib
-from jaxdr.training.evaluate import sums as batch_sums
+from jaxdr.training.evaluation import sums as batch_sums
 from jaxdr.training.metrics import MetricWriter, read_metrics, summarise
 from jaxdr.training.objective import LossContext, Objective
 from jaxdr.training.options import TrainOptions

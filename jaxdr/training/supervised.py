@@ -12,7 +12,7 @@ import ml_collections
 
 from jaxdr import checkpoints, models
 from jaxdr.training import distributed, inputs
-from jaxdr.training.evaluate import split_evaluator
+from jaxdr.training.evaluation import split_evaluator
 from jaxdr.training.loop import fit
 from jaxdr.training.options import TrainOptions
 

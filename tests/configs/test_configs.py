@@ -4,6 +4,8 @@ import glob
 import importlib
 import importlib.util
 import os
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -90,3 +92,16 @@ def test_wrappers_match_the_table():
   for setting in paper.SETTINGS:
     wrapper = _load(os.path.join(REPO, "configs", f"train_{setting}.py"))
     assert wrapper.get_config().to_dict() == paper.get_config(setting).to_dict()
+
+
+def test_loading_every_config_imports_no_jax():
+  """`python -m jaxdr.main` loads the config before it restarts itself on tcmalloc: a config
+  that imported JAX (through an eager package ``__init__``) would make every run import it twice."""
+  script = ("import runpy, sys\n"
+            f"for path in {CONFIG_FILES!r}:\n"
+            "  runpy.run_path(path)['get_config']()\n"
+            "heavy = sorted(m for m in ('jax', 'flax', 'optax', 'orbax', 'tensorflow') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-2000:]

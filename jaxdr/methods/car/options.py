@@ -4,7 +4,8 @@ default, defined once.
     opts = CarOptions.from_config(config.car, "car")          # ConfigError on an unknown key
     c.car = CarOptions().to_config(); c.car.layers = ("conv1",)   # in a config file
 
-The greedy loop's rules default to `greedy.GreedyOptions`'s.
+`GreedyOptions`: the greedy loop's own rules (`greedy.greedy_compress`); ``CarOptions`` takes its
+defaults from them.
 """
 from __future__ import annotations
 
@@ -13,10 +14,57 @@ from typing import Tuple
 
 from jaxdr import options as options_lib
 from jaxdr.errors import ConfigError
-from jaxdr.methods.car.greedy import GreedyOptions
 
 MODES = ("single", "multi")
 SCORING_SETS = ("test_half", "validation", "train")
+PAST_DROP = ("continue", "stop")
+EMPTY_BRANCH = ("remove", "mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class GreedyOptions:
+  """Stopping rules and the paper's speed-ups (0 disables a rule).
+
+  per_iteration: filters removed per iteration (the paper's tweak 1; 1 = Algorithm 1).
+  subset_size: scoring images drawn afresh each iteration (tweak 2; 0 = all).
+  min_kept: never keep fewer filters in a layer; 0 lets a residual branch's inner gate lose
+    every filter (other layers stop at 1).
+  target_ratio: stop once original / kept filters (all compressed layers) reaches it.
+  max_relative_drop: the stop point: the first removal that would leave the scoring accuracy
+    below (1 - max_relative_drop) x the uncompressed one (the paper's 5% for AlexNet).
+  past_drop: 'continue' (greedy to min_kept, the curves' reading) or 'stop' there.
+  per_iteration_past_drop: filters per iteration past the stop point (0: per_iteration).
+  max_iterations: stop after this many iterations (0: no limit).
+  retrain_every: fine-tune (the ``retrain`` hook) every this many iterations (0: never).
+  empty_branch: 'remove' scores a branch's last filter with the branch removed (the paper),
+    'mask' with its gate closed only (the branch still adds its BatchNorm shift).
+  """
+  per_iteration: int = 1
+  subset_size: int = 0
+  min_kept: int = 1
+  target_ratio: float = 0.0
+  max_relative_drop: float = 0.0
+  past_drop: str = "continue"
+  per_iteration_past_drop: int = 0
+  max_iterations: int = 0
+  retrain_every: int = 0
+  empty_branch: str = "remove"
+  batch_size: int = 1000
+  seed: int = 0
+
+  def __post_init__(self):
+    check = options_lib.check
+    check(self.per_iteration >= 1 and self.min_kept >= 0 and self.per_iteration_past_drop >= 0,
+          f"per_iteration must be >= 1 and min_kept, per_iteration_past_drop >= 0, got "
+          f"{self.per_iteration}, {self.min_kept}, {self.per_iteration_past_drop}")
+    check(0.0 <= self.max_relative_drop < 1.0, f"max_relative_drop must be in [0, 1), got {self.max_relative_drop}")
+    check(self.past_drop in PAST_DROP, f"past_drop must be one of {PAST_DROP}, got {self.past_drop!r}")
+    check(self.empty_branch in EMPTY_BRANCH, f"empty_branch must be one of {EMPTY_BRANCH}, got {self.empty_branch!r}")
+    check(self.retrain_every >= 0, f"retrain_every must be >= 0, got {self.retrain_every}")
+
+  @property
+  def past_per_iteration(self) -> int:
+    return self.per_iteration_past_drop or self.per_iteration
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,38 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdr import models
-from jaxdr import options as options_lib
-
-LOOPS = ("scan", "fori", "python")
-ON_TOP1_CHANGE = ("reset", "best", "last")
-
-
-@dataclasses.dataclass(frozen=True)
-class CdrpOptions(options_lib.Options):
-  """CDRP hyper-parameters (DRNet / CDRP defaults), the ``drnet.cdrp`` config section;
-  ``loop``/``unroll`` only change speed (see benchmarks/results/cdrp_speed.md)."""
-  steps: int = 30
-  learning_rate: float = 0.1
-  momentum: float = 0.9
-  gamma: float = 0.05  # loss KL + gamma * L1
-  clip_min: float = 0.0
-  clip_max: float = 10.0
-  # 'best' (lowest-loss iterate with unchanged top-1: the CDRP authors' code, the default) |
-  # 'reset' (to all ones: the paper's text) | 'last' (latest iterate with unchanged top-1).
-  on_top1_change: str = "best"
-  loop: str = "scan"  # 'scan' | 'fori' | 'python'
-  unroll: int = 1
-
-  def __post_init__(self):
-    check = options_lib.check
-    check(self.steps >= 0, f"cdrp steps must be >= 0, got {self.steps}")
-    check(self.loop in LOOPS, f"cdrp loop must be one of {LOOPS}, got {self.loop!r}")
-    check(self.on_top1_change in ON_TOP1_CHANGE,
-          f"cdrp on_top1_change must be one of {ON_TOP1_CHANGE}, got {self.on_top1_change!r}")
-    check(self.unroll >= 1, f"cdrp unroll must be >= 1, got {self.unroll}")
-    check(self.clip_min <= self.clip_max,
-          f"cdrp needs clip_min <= clip_max, got [{self.clip_min}, {self.clip_max}]")
-
+from jaxdr.methods.drnet.options import LOOPS, ON_TOP1_CHANGE, CdrpOptions  # noqa: F401  (cdrp.CdrpOptions)
 
 @dataclasses.dataclass
 class _State:
