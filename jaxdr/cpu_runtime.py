@@ -26,6 +26,7 @@ import importlib.util
 import os
 import pkgutil
 import platform
+import subprocess
 import sys
 from typing import Tuple
 
@@ -124,21 +125,38 @@ def ynn_enabled() -> bool:
   return YNN_OFF not in os.environ.get("XLA_FLAGS", "").split()
 
 
-def cpu_model() -> str:
-  """The CPU, for result headers: /proc/cpuinfo's model name, family and model, and whether
-  it has AVX-512 (e.g. 'AMD EPYC (family 25, model 17), AVX-512'); else the platform's name."""
+def _command_output(args) -> str:
+  """stdout of a small system command, '' when it is missing or fails."""
+  try:
+    return subprocess.run(args, capture_output=True, text=True, timeout=5, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return ""
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU, for result headers. x86: /proc/cpuinfo's model name, family and model, and whether
+  it has AVX-512 (e.g. 'AMD EPYC (family 25, model 17), AVX-512'). Where cpuinfo has no model
+  name (Linux on ARM: `lscpu` names the core from its part number, e.g. 'Neoverse-N1 (aarch64)';
+  macOS: sysctl's brand string, e.g. 'Apple M2 (arm64)'); else the platform's name."""
   info = {}
   try:
-    with open("/proc/cpuinfo") as f:
+    with open(cpuinfo) as f:
       for line in f:
         key, _, value = line.partition(":")
         info.setdefault(key.strip(), value.strip())
   except OSError:
     pass
-  if "model name" not in info:
-    return platform.processor() or platform.machine()
-  avx512 = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
-  return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), {avx512}"
+  if "model name" in info:
+    avx512 = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+    return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}), {avx512}"
+  if platform.system() == "Darwin":
+    name = _command_output(["sysctl", "-n", "machdep.cpu.brand_string"]).strip()
+  else:
+    name = next((line.partition(":")[2].strip() for line in _command_output(["lscpu"]).splitlines()
+                 if line.startswith("Model name:")), "")
+  if name:
+    return f"{name} ({platform.machine()})"
+  return platform.processor() or platform.machine()
 
 
 def describe() -> str:

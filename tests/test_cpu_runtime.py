@@ -171,3 +171,25 @@ def test_deciding_imports_no_jax():
 def test_cpu_model_names_the_cpu():
   model = cpu_runtime.cpu_model()
   assert model and ("AVX-512" in model or not os.path.exists("/proc/cpuinfo"))
+
+
+def test_cpu_model_without_a_model_name_asks_lscpu(tmp_path, monkeypatch):
+  """Linux on ARM: /proc/cpuinfo has no 'model name'; lscpu names the core."""
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
+  monkeypatch.setattr(cpu_runtime.platform, "system", lambda: "Linux")
+  monkeypatch.setattr(cpu_runtime.platform, "machine", lambda: "aarch64")
+  monkeypatch.setattr(cpu_runtime, "_command_output",
+                      lambda args: "Architecture: aarch64\nModel name: Neoverse-N1\n" if args == ["lscpu"] else "")
+  assert cpu_runtime.cpu_model(str(cpuinfo)) == "Neoverse-N1 (aarch64)"
+  monkeypatch.setattr(cpu_runtime, "_command_output", lambda args: "")  # no lscpu
+  monkeypatch.setattr(cpu_runtime.platform, "processor", lambda: "")
+  assert cpu_runtime.cpu_model(str(cpuinfo)) == "aarch64"
+
+
+def test_cpu_model_on_macos_reads_the_brand_string(tmp_path, monkeypatch):
+  monkeypatch.setattr(cpu_runtime.platform, "system", lambda: "Darwin")
+  monkeypatch.setattr(cpu_runtime.platform, "machine", lambda: "arm64")
+  monkeypatch.setattr(cpu_runtime, "_command_output", lambda args: "Apple M2\n"
+                      if args == ["sysctl", "-n", "machdep.cpu.brand_string"] else "")
+  assert cpu_runtime.cpu_model(str(tmp_path / "missing")) == "Apple M2 (arm64)"
