@@ -99,3 +99,20 @@ def compress(model, variables: Mapping[str, Any], mask: Mapping[str, Any], *, st
                     bytes_before=param_bytes(variables), bytes_after=param_bytes(small_vars),
                     latency=tuple(timings), saved_to=saved)
   return summary, Sliced(small, small_vars, rest)
+
+
+def time_side_by_side(model, variables: Mapping[str, Any], sliced: Mapping[str, Tuple[Any, Any]],
+                      batch_sizes: Sequence[int], repeats: int = 20) -> Dict[str, Tuple[Latency, ...]]:
+  """``{name: Latency per batch size}`` of every sliced ``(model, variables)`` against the
+  unpruned ``model``, all timed in one alternating loop per batch size (`latency.compare`):
+  the unpruned model is measured once, beside all of them, so their speedups share one
+  reference and one stretch of the machine's time."""
+  out = {name: [] for name in sliced}
+  for b in batch_sizes:
+    entries = {name: (m, v, None) for name, (m, v) in sliced.items()}
+    if "unpruned" in entries:
+      raise ValueError("'unpruned' names the reference; give the sliced models other names")
+    t = latency.compare({"unpruned": (model, variables, None), **entries}, int(b), repeats)
+    for name in sliced:
+      out[name].append(Latency(batch_size=int(b), unpruned_s=t["unpruned"], sliced_s=t[name]))
+  return {name: tuple(v) for name, v in out.items()}

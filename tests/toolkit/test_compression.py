@@ -54,6 +54,25 @@ def test_latency_is_measured_per_batch_size(tiny):
   assert set(row) == {"batch_size", "unpruned_s", "sliced_s", "speedup"} and summary.saved_to is None
 
 
+def test_side_by_side_times_every_sliced_model_against_one_unpruned_reference(tiny, monkeypatch):
+  model, variables = tiny("lenet5")
+  cuts = {}
+  for name, kept in (("four", 4), ("seven", 7)):
+    mask = {"conv2": np.r_[np.ones(kept), np.zeros(10 - kept)].astype(np.float32)}
+    _, sliced = compression.compress(model, variables, mask)
+    cuts[name] = (sliced.model, sliced.variables)
+  seen = []
+  real = latency.compare
+  monkeypatch.setattr(latency, "compare", lambda entries, b, r: seen.append(sorted(entries)) or real(entries, b, r))
+  out = compression.time_side_by_side(model, variables, cuts, (1, 4), repeats=2)
+  assert seen == [["four", "seven", "unpruned"]] * 2  # one loop per batch size, all models in it
+  for b, (t4, t7) in zip((1, 4), zip(out["four"], out["seven"])):
+    assert t4.batch_size == t7.batch_size == b and t4.unpruned_s == t7.unpruned_s > 0  # one reference
+    assert t4.sliced_s > 0 and t7.sliced_s > 0
+  with pytest.raises(ValueError, match="unpruned"):
+    compression.time_side_by_side(model, variables, {"unpruned": cuts["four"]}, (1,))
+
+
 def test_time_calls_alternates_and_takes_the_median():
   order = []
   calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}

@@ -10,16 +10,18 @@ L1-norm filter baseline and the paper's two ablations, on one base network and o
    scratch, ``whitebox.masks_from``) or the base model's filter L1 norms ('l1');
 3. the global vote to ``whitebox.target`` of the MACs, the fold of the class-agnostic gate, the
    cut (``whitebox.finetune_from``: the mask-trained weights, or the base's with nothing folded;
-   `toolkit.compression`: params / MACs / bytes before and after, latency of the unpruned vs
-   the pruned model), fine-tuning (``whitebox.finetune``, once per ``whitebox.finetune_seeds``: accuracies are
-   their means) and the pruned model saved with orbax in
-   ``DIR/<variant>/pruned`` (`checkpoints.load_model` gives an ordinary model);
-4. accuracy vs MACs before fine-tuning at ``whitebox.curve_targets``, the figures, ``results.json``
-   and ``report.md``.
+   `toolkit.compression`: params / MACs / bytes before and after), fine-tuning
+   (``whitebox.finetune``, once per ``whitebox.finetune_seeds``: accuracies are their means) and
+   the pruned model saved with orbax in ``DIR/<variant>/pruned`` (`checkpoints.load_model` gives
+   an ordinary model);
+4. accuracy vs MACs before fine-tuning at ``whitebox.curve_targets``; every pruned model timed
+   against the unpruned one in one alternating loop (`compression.time_side_by_side`); the
+   figures, ``results.json`` and ``report.md``.
 Every training checkpoints under ``DIR/<variant>/`` and a rerun resumes it.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Dict
 
@@ -31,7 +33,7 @@ from jaxdr import checkpoints, costs, data, models, reporting, training
 from jaxdr.errors import ConfigError
 from jaxdr.methods.whitebox import baselines, class_masks, objective, report, stages, voting
 from jaxdr.methods.whitebox.options import GATINGS, WhiteboxOptions
-from jaxdr.toolkit import base
+from jaxdr.toolkit import base, compression
 
 PROBE_IMAGES = 64
 
@@ -130,7 +132,7 @@ def run(config, workdir) -> Dict[str, Any]:
   if opts.curve_targets:
     test_x, test_y = base.arrays(config, "test", limit=opts.curve_examples)
 
-  variants, curves, masks_of = {}, {}, {}
+  variants, curves, masks_of, done = {}, {}, {}, {}
   for variant in opts.variants:
     vdir = workdir / variant
     scores, folds, pruned_from, masks, mask_metrics = _scores(variant, opts, config, model, variables, keys,
@@ -139,8 +141,7 @@ def run(config, workdir) -> Dict[str, Any]:
       masks_of[variant] = masks
     cut = stages.prune(model, pruned_from, scores, folds, target=opts.target,
                        min_keep_fraction=opts.min_keep_fraction, channel_multiple=opts.channel_multiple,
-                       probe=probe_x, latency_batch_sizes=opts.latency_batch_sizes,
-                       repeats=opts.latency_repeats, fold_into=opts.fold_into)
+                       probe=probe_x, fold_into=opts.fold_into)  # timed below, beside the others
     small_eval = evaluator(lambda v, x, m=cut.model: models.apply(m, v, x))
     acc_cut = small_eval(cut.variables)["test_accuracy"]
     runs = []
@@ -155,9 +156,17 @@ def run(config, workdir) -> Dict[str, Any]:
     saved = checkpoints.save_model(vdir / "pruned", config.model.name, kwargs, tuned.variables)
     if test_x is not None:
       curves[variant] = _curve(opts, graph, model, pruned_from, scores, folds, test_x, test_y)
-    variants[variant] = report.variant_results(
-        variant, cut, acc_cut, [r.metrics for r in runs], mask_metrics, base_metrics["test_accuracy"],
-        saved_to=str(saved.relative_to(workdir)) if str(saved).startswith(str(workdir)) else str(saved))
+    done[variant] = (cut, acc_cut, [r.metrics for r in runs], mask_metrics,
+                     str(saved.relative_to(workdir)) if str(saved).startswith(str(workdir)) else str(saved))
+
+  # Every pruned model and the unpruned one timed in one alternating loop per batch size.
+  timings = compression.time_side_by_side(
+      model, variables, {v: (d[0].model, d[0].variables) for v, d in done.items()},
+      opts.latency_batch_sizes, opts.latency_repeats)
+  for variant, (cut, acc_cut, runs, mask_metrics, saved_to) in done.items():
+    cut = dataclasses.replace(cut, summary=dataclasses.replace(cut.summary, latency=timings[variant]))
+    variants[variant] = report.variant_results(variant, cut, acc_cut, runs, mask_metrics,
+                                               base_metrics["test_accuracy"], saved_to=saved_to)
     logging.info("whitebox: %s: %.2f%% MACs removed, test accuracy %.4f cut, %.4f fine-tuned (base %.4f)",
                  variant, 100 * cut.vote.reduction, acc_cut, variants[variant]["test_accuracy"],
                  base_metrics["test_accuracy"])
