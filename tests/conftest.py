@@ -15,6 +15,16 @@ from tests import xla_flags
 # run at XLA's default level instead).
 xla_flags.apply_to_environ()
 
+
+
+@pytest.fixture(autouse=True)
+def _no_latency_warmup(monkeypatch):
+  """Timings in tests only check their plumbing: no second of warm-up rounds per measurement
+  (`jaxdr.toolkit.latency.WARMUP_S`; tests of the warm-up pass ``warmup_s`` themselves)."""
+  from jaxdr.toolkit import latency  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(latency, "WARMUP_S", 0.0)
+
+
 # One tiny configuration per architecture family (widths of a few channels).
 TINY = {
     "vgg16": dict(width=1 / 16),

@@ -7,7 +7,8 @@
 Each model's forward is one `jax.jit` of ``models.apply`` on a fixed seeded input batch
 [B, H, W, C]; it is compiled and run once before timing. The models then run in turn,
 ``repeats`` rounds of one call each (alternating, so that a slow spell of a shared machine
-hits every model alike), and each model's time is the median of its rounds.
+hits every model alike), after about a second of untimed rounds, and each model's time is the
+median of its rounds.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import numpy as np
 from jaxdr import models
 
 Entry = Tuple[Any, Any, Optional[Mapping[str, Any]]]  # (model, variables, mask or None)
+# Untimed alternating rounds before the timed ones: the first rounds after other work (a
+# compile, a training run) ran up to ~30% slower than the steady state on a 2-core VM.
+WARMUP_S = 1.0
 
 
 def forward(model, variables, mask: Optional[Mapping[str, Any]], batch_size: int,
@@ -34,13 +38,19 @@ def forward(model, variables, mask: Optional[Mapping[str, Any]], batch_size: int
   return lambda: fn(variables, images, mask)
 
 
-def time_calls(calls: Mapping[str, Callable[[], Any]], repeats: int = 20) -> Dict[str, float]:
+def time_calls(calls: Mapping[str, Callable[[], Any]], repeats: int = 20,
+               warmup_s: Optional[float] = None) -> Dict[str, float]:
   """Median seconds of each no-argument call over ``repeats`` alternating rounds, after one
-  untimed call each (the compile)."""
+  untimed call each (the compile) and untimed alternating rounds for ``warmup_s`` seconds
+  (None: `WARMUP_S`)."""
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1, got {repeats}")
   for call in calls.values():
     jax.block_until_ready(call())
+  end = time.perf_counter() + (WARMUP_S if warmup_s is None else warmup_s)
+  while time.perf_counter() < end:
+    for call in calls.values():
+      jax.block_until_ready(call())
   times: Dict[str, list] = {name: [] for name in calls}
   for _ in range(repeats):
     for name, call in calls.items():

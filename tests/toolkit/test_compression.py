@@ -76,8 +76,11 @@ def test_side_by_side_times_every_sliced_model_against_one_unpruned_reference(ti
 def test_time_calls_alternates_and_takes_the_median():
   order = []
   calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
-  times = latency.time_calls(calls, repeats=3)
+  times = latency.time_calls(calls, repeats=3, warmup_s=0.0)
   assert order == ["a", "b"] + ["a", "b"] * 3  # one untimed call each, then alternating rounds
+  order.clear()
+  latency.time_calls(calls, repeats=3, warmup_s=0.05)  # untimed alternating rounds for 50 ms first
+  assert len(order) > 2 + 6 and order[:2] == ["a", "b"] and order == ["a", "b"] * (len(order) // 2)
   assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
   with pytest.raises(ValueError, match="repeats"):
     latency.time_calls(calls, repeats=0)
