@@ -34,6 +34,7 @@ def forward(model, variables, mask: Optional[Mapping[str, Any]], batch_size: int
   shape = (int(batch_size), model.image_size, model.image_size, model.input_channels)
   images = jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
   mask = {k: jnp.asarray(v, jnp.float32) for k, v in dict(mask or {}).items()}
+  variables = jax.device_put(variables)  # host (numpy) weights would be copied in every call
   fn = jax.jit(lambda v, x, m: models.apply(model, v, x, m))
   return lambda: fn(variables, images, mask)
 
