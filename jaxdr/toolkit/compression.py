@@ -10,7 +10,7 @@ and after, the measured speed of both networks, and optionally the small model o
 Params and MACs are `costs.count` of the unpruned model and of the sliced one (whose
 remaining mask, with ``strict=False`` or ``channel_multiple``, may keep a few channels masked
 that surgery could not cut); bytes are the stored size of ``variables['params']`` (not the
-BatchNorm statistics). Latency: `latency.compare` of the unpruned model (no mask) and the
+BatchNorm statistics). Latency: `time_side_by_side` of the unpruned model (no mask) and the
 sliced one (under its remaining mask) at each batch size.
 """
 from __future__ import annotations
@@ -83,11 +83,8 @@ def compress(model, variables: Mapping[str, Any], mask: Mapping[str, Any], *, st
   small, small_vars, rest = surgery.slice_model(model, variables, mask, strict=strict,
                                                 channel_multiple=channel_multiple)
   before, after = costs.count(model), costs.count(small)
-  timings = []
-  for b in latency_batch_sizes:
-    t = latency.compare({"unpruned": (model, variables, None), "sliced": (small, small_vars, rest)},
-                        int(b), repeats)
-    timings.append(Latency(batch_size=int(b), unpruned_s=t["unpruned"], sliced_s=t["sliced"]))
+  timings = time_side_by_side(model, variables, {"sliced": (small, small_vars, rest)},
+                              latency_batch_sizes, repeats)["sliced"]
   saved = None
   if save_to is not None:
     saved = str(checkpoints.save_model(save_to, model_name,
@@ -97,22 +94,22 @@ def compress(model, variables: Mapping[str, Any], mask: Mapping[str, Any], *, st
                     params_before=int(before.params), params_after=int(after.params),
                     macs_before=int(before.macs), macs_after=int(after.macs),
                     bytes_before=param_bytes(variables), bytes_after=param_bytes(small_vars),
-                    latency=tuple(timings), saved_to=saved)
+                    latency=timings, saved_to=saved)
   return summary, Sliced(small, small_vars, rest)
 
 
-def time_side_by_side(model, variables: Mapping[str, Any], sliced: Mapping[str, Tuple[Any, Any]],
+def time_side_by_side(model, variables: Mapping[str, Any], sliced: Mapping[str, latency.Entry],
                       batch_sizes: Sequence[int], repeats: int = 20) -> Dict[str, Tuple[Latency, ...]]:
-  """``{name: Latency per batch size}`` of every sliced ``(model, variables)`` against the
-  unpruned ``model``, all timed in one alternating loop per batch size (`latency.compare`):
-  the unpruned model is measured once, beside all of them, so their speedups share one
-  reference and one stretch of the machine's time."""
+  """``{name: Latency per batch size}`` of every sliced ``(model, variables, mask or None)``
+  against the unpruned ``model``, all timed in one alternating loop per batch size
+  (`latency.compare`): the unpruned model is measured once, beside all of them, so their
+  speedups share one reference and one stretch of the machine's time."""
+  if "unpruned" in sliced:
+    raise ValueError("'unpruned' names the reference; give the sliced models other names")
+  entries = {"unpruned": (model, variables, None), **sliced}
   out = {name: [] for name in sliced}
   for b in batch_sizes:
-    entries = {name: (m, v, None) for name, (m, v) in sliced.items()}
-    if "unpruned" in entries:
-      raise ValueError("'unpruned' names the reference; give the sliced models other names")
-    t = latency.compare({"unpruned": (model, variables, None), **entries}, int(b), repeats)
+    t = latency.compare(entries, int(b), repeats)
     for name in sliced:
       out[name].append(Latency(batch_size=int(b), unpruned_s=t["unpruned"], sliced_s=t[name]))
   return {name: tuple(v) for name, v in out.items()}

@@ -60,7 +60,7 @@ def test_side_by_side_times_every_sliced_model_against_one_unpruned_reference(ti
   for name, kept in (("four", 4), ("seven", 7)):
     mask = {"conv2": np.r_[np.ones(kept), np.zeros(10 - kept)].astype(np.float32)}
     _, sliced = compression.compress(model, variables, mask)
-    cuts[name] = (sliced.model, sliced.variables)
+    cuts[name] = (sliced.model, sliced.variables, sliced.mask)
   seen = []
   real = latency.compare
   monkeypatch.setattr(latency, "compare", lambda entries, b, r: seen.append(sorted(entries)) or real(entries, b, r))

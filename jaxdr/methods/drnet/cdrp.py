@@ -42,7 +42,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxdr import models
-from jaxdr.methods.drnet.options import LOOPS, ON_TOP1_CHANGE, CdrpOptions  # noqa: F401  (cdrp.CdrpOptions)
+from jaxdr.methods.drnet.options import ON_TOP1_CHANGE, CdrpOptions  # noqa: F401  (re-exported)
+
 
 @dataclasses.dataclass
 class _State:
