@@ -39,9 +39,7 @@ TARGET = "jaxdr_conv3x3"
 ENV_SWITCH = "JAXDR_NATIVE_CONV"
 # Measured (benchmarks/results/surgery_speed.md): at batch 1, 8x8 maps with 256 channels run
 # at half XLA's speed, 4x4 at a third; from 32x32 at batch 1, or 8x8 at batch 128, at or above.
-# At batch 128 (benchmarks/results/conv_speed_small_maps.md) 6x6 and 7x7 maps of 16-96 channels
-# run 1.5-1.9x XLA's speed (128: equal); 5x5 mixed (1.1-1.3x, 128 channels 0.64x).
-MIN_WIDTH = 6
+MIN_WIDTH = 8
 MIN_PIXELS = 512
 
 _loaded = False                 # load() registered the FFI target in this process

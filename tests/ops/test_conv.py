@@ -58,12 +58,10 @@ def test_winograd_on_wide_even_maps_else_lax_conv_or_native(impl, monkeypatch):
   native = native_conv.TARGET if impl == "native" and native_conv.load() else "conv_general_dilated"
   assert "custom_vjp" in _ops(impl, n, 8, wide, wide) and "conv_general_dilated" not in _ops(impl, n, 8, wide, wide)
   assert native_conv.TARGET not in _ops(impl, n, 8, wide, wide)
-  # 7x7 (odd: no Winograd) at batch 16: the narrowest maps of a VGG on 28x28 inputs.
-  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 9, wide, wide), (16, 7, wide, wide)]:
+  for args in [(n - 1, 8, wide, wide), (n, 8, wide - 1, wide), (n, 9, wide, wide)]:
     assert native in _ops(impl, *args), args
   few_pixels = (native_conv.MIN_PIXELS - 1) // 81
-  narrow_map = (32, native_conv.MIN_WIDTH - 1, wide, wide)  # enough pixels, too narrow
-  for args in [(n, 8, wide, wide, 5), (n, 8, wide, wide, 3, 2), narrow_map, (few_pixels, 9, wide, wide)]:
+  for args in [(n, 8, wide, wide, 5), (n, 8, wide, wide, 3, 2), (n, 7, wide, wide), (few_pixels, 9, wide, wide)]:
     assert "conv_general_dilated" in _ops(impl, *args) and native_conv.TARGET not in _ops(impl, *args), args
   monkeypatch.setenv(native_conv.ENV_SWITCH, "0")
   assert "conv_general_dilated" in _ops(impl, n, 9, wide, wide)
