@@ -23,12 +23,11 @@ _SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 def share_within_run():
   """Points this process (and what it starts) at the run's cache, making it if none is set.
   Call before JAX reads its configuration (before ``import jax``)."""
-  if os.environ.get(DIR_VAR):
-    return
-  os.environ[DIR_VAR] = tempfile.mkdtemp(prefix="jaxdr_test_xla_cache_")
-  os.environ[_OWNER_VAR] = str(os.getpid())
   for name, value in _SETTINGS.items():
     os.environ.setdefault(name, value)
+  if not os.environ.get(DIR_VAR):
+    os.environ[DIR_VAR] = tempfile.mkdtemp(prefix="jaxdr_test_xla_cache_")
+    os.environ[_OWNER_VAR] = str(os.getpid())
 
 
 def remove_if_made_here():

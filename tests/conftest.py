@@ -3,21 +3,22 @@
 `jax.eval_shape` gives the variable shapes; numpy fills them (He-scaled kernels, non-zero
 biases and BN statistics), so tests exercise every parameter and cost no init compile.
 """
-from tests import compile_cache  # pylint: disable=g-bad-import-order
+# pylint: disable=g-import-not-at-top,wrong-import-position  (the cache is set before JAX loads)
+from tests import compile_cache
 
 # Before JAX reads its configuration: one compilation cache for the whole run (workers and the
 # commands tests start included; tests/compile_cache.py says why).
 compile_cache.share_within_run()
 
-import gc  # pylint: disable=g-import-not-at-top,wrong-import-position
+import gc
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
-from jaxdr import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxdr import models
+from tests import xla_flags
 
 # Before any test starts JAX: compile with LLVM at -O0 (tests/xla_flags.py says why and how to
 # run at XLA's default level instead).

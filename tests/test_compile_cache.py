@@ -1,5 +1,5 @@
-"""The test run's shared compilation cache (tests/compile_cache.py) is the one JAX uses here,
-keeps every program, and is what the commands tests start inherit."""
+"""The test run's shared compilation cache (tests/compile_cache.py) is the one JAX uses in
+this worker, and it keeps every program."""
 import os
 
 import jax
