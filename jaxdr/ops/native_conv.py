@@ -39,7 +39,8 @@ TARGET = "jaxdr_conv3x3"
 ENV_SWITCH = "JAXDR_NATIVE_CONV"
 # Measured (benchmarks/results/surgery_speed.md): at batch 1, 8x8 maps with 256 channels run
 # at half XLA's speed, 4x4 at a third; from 32x32 at batch 1, or 8x8 at batch 128, at or above.
-# 6x6 / 7x7 maps at batch 128: faster alone, not inside whole networks (conv_speed_small_maps.md).
+# 6x6 / 7x7 maps at batch 128: faster alone, not inside whole networks
+# (benchmarks/results/conv_speed_small_maps.md).
 MIN_WIDTH = 8
 MIN_PIXELS = 512
 

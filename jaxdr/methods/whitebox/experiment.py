@@ -161,7 +161,7 @@ def run(config, workdir) -> Dict[str, Any]:
 
   # Every pruned model and the unpruned one timed in one alternating loop per batch size.
   timings = compression.time_side_by_side(
-      model, variables, {v: (d[0].model, d[0].variables, None) for v, d in done.items()},
+      model, variables, {v: (cut.model, cut.variables, None) for v, (cut, *_) in done.items()},
       opts.latency_batch_sizes, opts.latency_repeats)
   for variant, (cut, acc_cut, runs, mask_metrics, saved_to) in done.items():
     cut = dataclasses.replace(cut, summary=dataclasses.replace(cut.summary, latency=timings[variant]))
