@@ -9,7 +9,8 @@ forward of the same network (same variables) on real test images:
   masked    the controllers decide, every sub-block is computed and multiplied by its gate
             (what ConvNet-AIG / SkipNet / BlockDrop run: nothing saved);
   skip      the controllers decide and only the sub-blocks whose gate is on run
-            (`jaxdr.models.dispatch`: `lax.cond` per sub-block at batch 1; at larger batches
+            (`jaxdr.models.dispatch`: at batch 1 one switch per block over its sub-blocks'
+            on/off patterns; at larger batches
             the images whose gate is on are gathered into the smallest of ``--buckets``
             capacities, computed and put back);
   static path  the timed images' most common path of every block fixed in advance (a constant
@@ -25,7 +26,7 @@ Timed three ways: each batch its own call with the weights as arguments (JAX fla
 checks the ~270 weight arrays on every call); each batch its own call of a function that
 closes over the weights (``--bound_weights``: only the images are arguments, as a server with
 fixed weights would run it); and, at batch 1, all images in one jitted `lax.map` whose steps
-are single images (the network's own latency: `lax.cond` still runs one branch there, as
+are single images (the network's own latency: a switch still runs one branch there, as
 `lax.map` is a loop, not a `vmap`). Batches are consecutive test images. Reported per image:
 median over ``--repeats`` passes; the ratio to all-on, next to the mean executed-FLOPs ratio of the very images timed (the
 targets: <= ratio + 0.10 at batch 1, <= ratio + 0.15 at batch 128). Skip's logits are checked

@@ -15,6 +15,12 @@ runs. Multiplying the branch's output by a 0/1 gate computes it for every image 
 At batch 1 this is a `lax.cond` (run or skip). Capacities trade padding (a count of 17 runs
 32 rows when capacities step by 16) for the number of compiled branches.
 
+`on_patterns` is the single-example form for a set of N gated branches that add up (DMNN's
+sub-blocks at batch 1): one `lax.switch` over the 2^N on/off patterns, each branch computing
+the functions that are on and what follows them (the sum, an activation) in one program. One
+conditional per set instead of N chained ones: no copy of the running sum for a skipped
+function, no unfused add and activation after the last (benchmarks/results/dmnn_overheads.md).
+
 Do not `vmap` over a call of `on_rows`: under `vmap` a switch on a batched index becomes a
 select that runs every branch. Gradients flow through the gathered rows, but the rows padded
 into a capacity do not depend on what is off, so this is for inference and for losses on the
@@ -22,6 +28,7 @@ rows that ran.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -30,6 +37,9 @@ import jax
 import jax.numpy as jnp
 
 PyTree = Any
+# `on_patterns` compiles 2^N branches holding N 2^(N-1) function calls in all: up to N = 4
+# (16 branches, 32 calls); larger sets go one conditional per function (`on_rows`).
+MAX_PATTERN_BITS = 4
 
 
 def capacities(batch: int, buckets: int) -> Tuple[int, ...]:
@@ -110,3 +120,29 @@ def on_rows(fn: Callable[..., jnp.ndarray], x: jnp.ndarray, on: jnp.ndarray, siz
   if module is not None:
     return nn.switch(index, branches, module, *operands)
   return jax.lax.switch(index, [lambda *a, b=b: b(None, *a) for b in branches], *operands)
+
+
+def pattern_index(on: jnp.ndarray) -> jnp.ndarray:
+  """bool / 0-1 ``on`` [N] -> the int32 pattern ``sum_n on[n] 2^n`` (`on_patterns`' branch)."""
+  on = jnp.asarray(on).astype(bool)
+  return jnp.sum(on.astype(jnp.int32) << jnp.arange(on.shape[-1], dtype=jnp.int32))
+
+
+def on_patterns(fn: Callable[..., Any], on: jnp.ndarray, *operands, module: Optional[nn.Module] = None):
+  """``fn(subset, *operands)`` (``fn(module, subset, *operands)`` with a Flax ``module``) for the
+  one pattern of ``on`` [N] (bool or 0/1, one example): ``subset`` is the static tuple of the
+  n whose ``on[n]`` is set, so only those functions are traced into the branch that runs.
+
+  One `lax.switch` (`flax.linen.switch`) of 2^N branches; N <= `MAX_PATTERN_BITS`."""
+  n = int(jnp.shape(on)[-1])
+  if jnp.ndim(on) != 1 or not 1 <= n <= MAX_PATTERN_BITS:
+    raise ValueError(f"on must be [N] with 1 <= N <= {MAX_PATTERN_BITS}, got shape {jnp.shape(on)}")
+  subsets = [tuple(i for i in range(n) if k >> i & 1) for k in range(2 ** n)]
+  index = pattern_index(on)
+  if module is not None:
+    return nn.switch(index, [functools.partial(_with_module, fn, s) for s in subsets], module, *operands)
+  return jax.lax.switch(index, [functools.partial(fn, s) for s in subsets], *operands)
+
+
+def _with_module(fn, subset, mdl, *operands):
+  return fn(mdl, subset, *operands)

@@ -27,9 +27,10 @@ controls (`graph.Graph.groups`), so `jaxdr.costs` counts a closed sub-block as a
 
 Dispatch. ``'masked'`` computes every sub-block and multiplies it by its gate (training, and
 what ConvNet-AIG / SkipNet / BlockDrop do: no time saved). ``'skip'`` (inference only)
-computes a sub-block only for the images whose gate is on (`dispatch.on_rows`: at batch 1 a
-`lax.cond`, for batches the on-rows gathered into the smallest of ``buckets`` capacities);
-same outputs as 'masked' to float tolerance.
+computes a sub-block only for the images whose gate is on: at batch 1 one switch per block
+over its sub-blocks' on/off patterns (`dispatch.on_patterns`, N <= 4; beyond, a `lax.cond`
+per sub-block), for batches the on-rows gathered into the smallest of ``buckets`` capacities
+(`dispatch.on_rows`); same outputs as 'masked' to float tolerance.
 
 Aux outputs. Each block sows into the 'dmnn' collection: ``gates`` [B, N] (the gates used),
 ``logits`` [B, N, 2], ``state`` [B, d] (``h_l``) and ``category`` [B, K]; `forward` returns
@@ -193,24 +194,35 @@ class DynamicBlock(nn.Module):
     if self.projection:
       y = layers.ConvUnit(self.out_width, kernel=1, stride=self.stride, act=None, gate=False,
                           conv_impl=self.conv_impl, name="shortcut")(x, mask, train, src=src, dst=out_key)
-    subs = [SubBlock(self.kind, self.width, self.out_width, self.stride, self.conv_impl, name=f"sub{n}")
-            for n in range(self.paths)]
     skip = self.dispatch == "skip" and not self.is_initializing()
     if skip and train:
       raise ValueError("dispatch='skip' is for inference (train=False); train with 'masked'")
-    per_row = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) == 2}
-    shared = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) != 2}
-    sizes = dispatch.capacities(x.shape[0], self.buckets)
-    for n, sub in enumerate(subs):
-      if skip:
-        run = lambda mdl, rows, row_mask, common: mdl(  # noqa: E731
-            rows, {**common, **row_mask}, False, src, out_key)
-        y = dispatch.on_rows(run, x, gates[:, n] != 0, sizes, y, scale=gates[:, n], module=sub,
+    sub = lambda n: SubBlock(self.kind, self.width, self.out_width, self.stride, self.conv_impl,  # noqa: E731
+                             name=f"sub{n}")
+    finish = lambda y: nn.relu(y) if self.post_act else y  # noqa: E731
+    if skip and x.shape[0] == 1 and self.paths <= dispatch.MAX_PATTERN_BITS:
+      # One image: one switch over the on/off patterns; each branch adds its sub-blocks and
+      # applies the activation (no copy of y for a skipped sub-block, no separate ReLU pass).
+      def pattern(mdl, subset, x, y, gates, mask):
+        del mdl  # the sub-blocks bind to the lifted scope by name
+        for n in subset:
+          y = y + sub(n)(x, mask, False, src, out_key) * gates[0, n]
+        return finish(y)
+      y = dispatch.on_patterns(pattern, gates[0] != 0, x, y, gates, mask, module=self)
+    elif skip:
+      per_row = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) == 2}
+      shared = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) != 2}
+      sizes = dispatch.capacities(x.shape[0], self.buckets)
+      run = lambda mdl, rows, row_mask, common: mdl(  # noqa: E731
+          rows, {**common, **row_mask}, False, src, out_key)
+      for n in range(self.paths):
+        y = dispatch.on_rows(run, x, gates[:, n] != 0, sizes, y, scale=gates[:, n], module=sub(n),
                              per_row=per_row, shared=shared)
-      else:
-        y = y + sub(x, mask, train, src, out_key) * gates[:, n].reshape((-1, 1, 1, 1))
-    if self.post_act:
-      y = nn.relu(y)
+      y = finish(y)
+    else:
+      for n in range(self.paths):
+        y = y + sub(n)(x, mask, train, src, out_key) * gates[:, n].reshape((-1, 1, 1, 1))
+      y = finish(y)
     return layers.Gate(space=self.space, conv_impl=self.conv_impl, name="out")(y, mask), h
 
 

@@ -50,3 +50,25 @@ def test_on_rows_runs_only_what_is_on():
   assert seen == {2, 4, 6}
   with pytest.raises(ValueError, match="capacities"):
     dispatch.on_rows(fn, x, jnp.ones(6, bool), (2, 4), acc, per_row=scale, shared=w)
+
+
+def test_on_patterns_runs_the_functions_that_are_on():
+  """Every on/off pattern of 3 functions: the branch that runs traced exactly the functions that
+  are on (recorded per branch), and its value is their sum; more than MAX_PATTERN_BITS is refused."""
+  x = jnp.linspace(-1.0, 1.0, 5)
+  funcs = (jnp.sin, jnp.tanh, jnp.exp)
+  traced = []
+
+  def fn(subset, x):
+    traced.append(subset)
+    return sum((funcs[n](x) for n in subset), jnp.zeros_like(x))
+
+  run = jax.jit(lambda on, x: dispatch.on_patterns(fn, on, x))
+  for k in range(8):
+    on = np.array([k >> n & 1 for n in range(3)], bool)
+    np.testing.assert_array_equal(dispatch.pattern_index(jnp.asarray(on)), k)
+    want = sum((funcs[n](x) for n in range(3) if on[n]), jnp.zeros_like(x))
+    np.testing.assert_allclose(run(jnp.asarray(on), x), want, rtol=1e-6)
+  assert sorted(traced) == sorted(tuple(n for n in range(3) if k >> n & 1) for k in range(8))
+  with pytest.raises(ValueError, match="N <= 4"):
+    dispatch.on_patterns(fn, jnp.ones(dispatch.MAX_PATTERN_BITS + 1, bool), x)

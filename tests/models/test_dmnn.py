@@ -2,6 +2,7 @@
 straight-through gradient, masks forcing sub-blocks, and the skip-compute dispatch."""
 import flax.linen as nn
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -254,8 +255,8 @@ def test_gate_bias_sets_the_initial_opening_rate():
 
 @pytest.mark.parametrize("kind", list(TINY))
 def test_skip_compute_equals_the_masked_path(kind):
-  """'skip' runs only the sub-blocks whose gate is on (a lax.cond per sub-block at batch 1,
-  capacity buckets for batches); logits and paths equal the masked path's,
+  """'skip' runs only the sub-blocks whose gate is on (a switch over on/off patterns per block at
+  batch 1, capacity buckets for batches); logits and paths equal the masked path's,
   with controller-decided gates and with forced masks (per example; all off; every pattern with
   gate values other than 1)."""
   model, variables = tiny(kind, buckets=2)  # capacities 4 and 7 at batch 7
@@ -280,6 +281,56 @@ def test_skip_compute_equals_the_masked_path(kind):
     (want, want_paths), (got, got_paths) = run_masked(variables, batch, mask), run_skip(variables, batch, mask)
     np.testing.assert_array_equal(got_paths.gates, want_paths.gates)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+
+
+def _conds(jaxpr):
+  """The `cond` equations of a jaxpr and of every jaxpr nested in it, in order."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "cond":
+      found.append(eqn)
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found += _conds(sub)
+  return found
+
+
+def _count(jaxpr, name):
+  return sum((eqn.primitive.name == name) + sum(_count(sub, name) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
+             for eqn in jaxpr.eqns)
+
+
+@pytest.mark.parametrize("paths", [2, 3, 5])
+def test_skip_at_batch_one_computes_only_the_sub_blocks_that_are_on(paths):
+  """At batch 1 each block is one switch over its 2^N on/off patterns (N <= 4): the branch of
+  pattern k holds the convs of exactly the sub-blocks that are on in k, and nothing is computed
+  twice; beyond 4 paths, a two-way cond per sub-block. Values: every forced pattern (with gate
+  values other than 1) equals the masked path (N = 3)."""
+  model, variables = tiny("basic", paths=paths)
+  fast = model.clone(dispatch="skip")
+  blocks = len(_path_points(model))
+  jaxpr = jax.make_jaxpr(lambda x: models.apply(fast, variables, x))(_x(model, 1)).jaxpr
+  conds = _conds(jaxpr)
+  per_sub = 2  # a basic sub-block's two 3x3 convs
+  if paths <= 4:
+    assert len(conds) == blocks
+    for cond in conds:
+      convs = [_count(b.jaxpr, "conv_general_dilated") for b in cond.params["branches"]]
+      assert convs == [per_sub * bin(k).count("1") for k in range(2 ** paths)]
+  else:
+    assert len(conds) == blocks * paths
+    assert all([_count(b.jaxpr, "conv_general_dilated") for b in c.params["branches"]] == [0, per_sub]
+               for c in conds)
+  if paths == 3:
+    points = _path_points(model)
+    run_masked = jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[0])
+    run_skip = jax.jit(lambda v, x, m: dmnn.forward(fast, v, x, m)[0])
+    x = _x(model, 1)
+    for pattern in range(2 ** paths):
+      scales = jnp.asarray([(0.5 + i) * (pattern >> i & 1) for i in range(paths)], jnp.float32)
+      mask = {p.key: scales for p in points}
+      want = run_masked(variables, x, mask)
+      np.testing.assert_allclose(run_skip(variables, x, mask), want, rtol=1e-4,
+                                 atol=1e-4 * float(jnp.max(jnp.abs(want))))
 
 
 def test_skip_dispatch_is_inference_only():
