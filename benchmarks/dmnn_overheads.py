@@ -17,6 +17,10 @@ the same trained network on the same test images, one image per step of one jitt
                      controllers);
   skip               skip dispatch, gates from the trained controllers (what is deployed).
 
+Also timed, per call: a jitted function that does no work (``2 * image``) taking the model's
+variables as arguments, and the same taking the image only: what passing the weight arrays
+costs a call before any network runs (the "weights as arguments" rows of `dmnn_speed.py`).
+
 Each thread count runs in its own process (XLA sizes its pools by the CPU affinity at start),
 one after the other in this run. Writes markdown with the CPU model (``lscpu``).
 
@@ -99,13 +103,27 @@ def _measure(threads: int) -> dict:
   }
   for call in calls.values():
     jax.block_until_ready(call())
+  x1 = xs[:1]
+  no_work_args = jax.jit(lambda v, x: 2 * x)
+  no_work = jax.jit(lambda x: 2 * x)
+  per_call = {"no work, variables as arguments": lambda: no_work_args(variables, x1),
+               "no work, image only": lambda: no_work(x1)}
+  call_us = {k: [] for k in per_call}
+  for _ in range(FLAGS.repeats):
+    for k, call in per_call.items():
+      jax.block_until_ready(call())
+      start = time.perf_counter()
+      for _ in range(200):
+        jax.block_until_ready(call())
+      call_us[k].append(1e6 * (time.perf_counter() - start) / 200)
   times = {k: [] for k in VARIANTS}
   for _ in range(FLAGS.repeats):
     for k in VARIANTS:
       start = time.perf_counter()
       jax.block_until_ready(calls[k]())
       times[k].append(1e6 * (time.perf_counter() - start) / len(images))
-  return dict(threads=len(os.sched_getaffinity(0)),
+  return dict(threads=len(os.sched_getaffinity(0)), leaves=len(jax.tree.leaves(variables)),
+              call_us={k: statistics.median(v) for k, v in call_us.items()},
               us={k: statistics.median(v) for k, v in times.items()},
               spread={k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()},
               flops_ratio=float(table.executed(gates).mean() / table.total_macs),
@@ -139,6 +157,9 @@ def main(argv):
     parts.append(f"| {r['threads']} | {us['all-on, conds'] - us['all-on']:+.1f} | "
                  f"{us['static + ctrl'] - us['static path']:+.1f} | {us['path, conds'] - us['static path']:+.1f} | "
                  f"{us['skip'] - us['static path']:+.1f} |")
+  calls = ["| CPUs | call | us / call |", "|---|---|---|"]
+  for r in runs:
+    calls += [f"| {r['threads']} | {k} | {v:.1f} |" for k, v in r["call_us"].items()]
   r0 = runs[0]
   text = "\n".join([
       "# DMNN at batch 1: what deciding costs (skip vs a static network of the same path)",
@@ -156,6 +177,10 @@ def main(argv):
       "Differences in microseconds per image:",
       "",
       *parts,
+      "",
+      f"Per call, a jitted function doing no work ({r0['leaves']} variable arrays):",
+      "",
+      *calls,
       ""])
   reporting.write_text_atomic(FLAGS.out, text)
   print(text)
