@@ -134,9 +134,9 @@ def on_patterns(fn: Callable[..., Any], on: jnp.ndarray, *operands, module: Opti
   n whose ``on[n]`` is set, so only those functions are traced into the branch that runs.
 
   One `lax.switch` (`flax.linen.switch`) of 2^N branches; N <= `MAX_PATTERN_BITS`."""
-  n = int(jnp.shape(on)[-1])
-  if jnp.ndim(on) != 1 or not 1 <= n <= MAX_PATTERN_BITS:
+  if jnp.ndim(on) != 1 or not 1 <= jnp.shape(on)[0] <= MAX_PATTERN_BITS:
     raise ValueError(f"on must be [N] with 1 <= N <= {MAX_PATTERN_BITS}, got shape {jnp.shape(on)}")
+  n = int(jnp.shape(on)[0])
   subsets = [tuple(i for i in range(n) if k >> i & 1) for k in range(2 ** n)]
   index = pattern_index(on)
   if module is not None:

@@ -72,3 +72,5 @@ def test_on_patterns_runs_the_functions_that_are_on():
   assert sorted(traced) == sorted(tuple(n for n in range(3) if k >> n & 1) for k in range(8))
   with pytest.raises(ValueError, match="N <= 4"):
     dispatch.on_patterns(fn, jnp.ones(dispatch.MAX_PATTERN_BITS + 1, bool), x)
+  with pytest.raises(ValueError, match="must be"):
+    dispatch.on_patterns(fn, jnp.asarray(True), x)

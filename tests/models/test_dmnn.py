@@ -295,7 +295,9 @@ def _conds(jaxpr):
 
 
 def _count(jaxpr, name):
-  return sum((eqn.primitive.name == name) + sum(_count(sub, name) for sub in jax.extend.core.jaxprs_in_params(eqn.params))
+  """How many `name` equations a jaxpr holds, nested jaxprs included."""
+  nested = lambda eqn: jax.extend.core.jaxprs_in_params(eqn.params)  # noqa: E731
+  return sum((eqn.primitive.name == name) + sum(_count(sub, name) for sub in nested(eqn))
              for eqn in jaxpr.eqns)
 
 
