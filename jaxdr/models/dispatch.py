@@ -19,7 +19,9 @@ At batch 1 this is a `lax.cond` (run or skip). Capacities trade padding (a count
 sub-blocks at batch 1): one `lax.switch` over the 2^N on/off patterns, each branch computing
 the functions that are on and what follows them (the sum, an activation) in one program. One
 conditional per set instead of N chained ones: no copy of the running sum for a skipped
-function, no unfused add and activation after the last (benchmarks/results/dmnn_overheads.md).
+function, no unfused add and activation after the last. Each function is traced into 2^(N-1)
+branches, and XLA copies the constants it uses (weights a jitted function closes over) into each:
+keep N small and chain sets (DMNN uses pairs; benchmarks/results/dmnn_pattern_switch_ab).
 
 Do not `vmap` over a call of `on_rows`: under `vmap` a switch on a batched index becomes a
 select that runs every branch. Gradients flow through the gathered rows, but the rows padded
@@ -37,9 +39,9 @@ import jax
 import jax.numpy as jnp
 
 PyTree = Any
-# `on_patterns` compiles 2^N branches holding N 2^(N-1) function calls in all: up to N = 4
-# (16 branches, 32 calls); larger sets go one conditional per function (`on_rows`).
-MAX_PATTERN_BITS = 4
+# `on_patterns` compiles 2^N branches holding N 2^(N-1) function calls in all (each function's
+# constants, e.g. weights a jitted function closes over, copied into 2^(N-1) branches).
+MAX_PATTERN_BITS = 8
 
 
 def capacities(batch: int, buckets: int) -> Tuple[int, ...]:
@@ -133,7 +135,7 @@ def on_patterns(fn: Callable[..., Any], on: jnp.ndarray, *operands, module: Opti
   one pattern of ``on`` [N] (bool or 0/1, one example): ``subset`` is the static tuple of the
   n whose ``on[n]`` is set, so only those functions are traced into the branch that runs.
 
-  One `lax.switch` (`flax.linen.switch`) of 2^N branches; N <= `MAX_PATTERN_BITS`."""
+  One `lax.switch` (`flax.linen.switch`) of 2^N branches; 1 <= N <= `MAX_PATTERN_BITS`."""
   if jnp.ndim(on) != 1 or not 1 <= jnp.shape(on)[0] <= MAX_PATTERN_BITS:
     raise ValueError(f"on must be [N] with 1 <= N <= {MAX_PATTERN_BITS}, got shape {jnp.shape(on)}")
   n = int(jnp.shape(on)[0])

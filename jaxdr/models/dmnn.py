@@ -27,9 +27,9 @@ controls (`graph.Graph.groups`), so `jaxdr.costs` counts a closed sub-block as a
 
 Dispatch. ``'masked'`` computes every sub-block and multiplies it by its gate (training, and
 what ConvNet-AIG / SkipNet / BlockDrop do: no time saved). ``'skip'`` (inference only)
-computes a sub-block only for the images whose gate is on: at batch 1 one switch per block
-over its sub-blocks' on/off patterns (`dispatch.on_patterns`, N <= 4; beyond, a `lax.cond`
-per sub-block), for batches the on-rows gathered into the smallest of ``buckets`` capacities
+computes a sub-block only for the images whose gate is on: at batch 1 one switch per pair of
+sub-blocks over their on/off patterns (`dispatch.on_patterns`, chained through the block's
+sum), for batches the on-rows gathered into the smallest of ``buckets`` capacities
 (`dispatch.on_rows`); same outputs as 'masked' to float tolerance.
 
 Aux outputs. Each block sows into the 'dmnn' collection: ``gates`` [B, N] (the gates used),
@@ -55,6 +55,10 @@ DISPATCHES = ("masked", "skip")
 # Gated units of one sub-block, by kind: closing them closes the whole sub-block (its last
 # conv reads their channels).
 UNITS = {"bottleneck": ("conv1", "conv2"), "basic": ("conv1",), "inverted": ("expand", "dw")}
+# Skip dispatch at batch 1: sub-blocks per pattern switch. One switch over all N copies each
+# sub-block's weights into 2^(N-1) branches when they are constants (7.5x the weights at N = 4,
+# slower than chained conds); pairs keep it at 2 (benchmarks/results/dmnn_pattern_switch_ab).
+PATTERN_GROUP = 2
 
 
 def gate_values(logits: jnp.ndarray, rng: Optional[jax.Array], temperature: float = 1.0
@@ -200,15 +204,21 @@ class DynamicBlock(nn.Module):
     sub = lambda n: SubBlock(self.kind, self.width, self.out_width, self.stride, self.conv_impl,  # noqa: E731
                              name=f"sub{n}")
     finish = lambda y: nn.relu(y) if self.post_act else y  # noqa: E731
-    if skip and x.shape[0] == 1 and self.paths <= dispatch.MAX_PATTERN_BITS:
-      # One image: one switch over the on/off patterns; each branch adds its sub-blocks and
-      # applies the activation (no copy of y for a skipped sub-block, no separate ReLU pass).
-      def pattern(mdl, subset, x, y, gates, mask):
-        del mdl  # the sub-blocks bind to the lifted scope by name
-        for n in subset:
-          y = y + sub(n)(x, mask, False, src, out_key) * gates[0, n]
-        return finish(y)
-      y = dispatch.on_patterns(pattern, gates[0] != 0, x, y, gates, mask, module=self)
+    if skip and x.shape[0] == 1:
+      # One image: the sub-blocks in pairs, one switch per pair over its on/off patterns, each
+      # branch adding its sub-blocks (the last pair's also applying the activation): half the
+      # conditionals, no separate ReLU pass, and each sub-block's weights in two branches only.
+      starts = range(0, self.paths, PATTERN_GROUP)
+      for start in starts:
+        group = tuple(range(start, min(start + PATTERN_GROUP, self.paths)))
+
+        def pattern(mdl, subset, x, y, gates, mask, group=group, last=start == starts[-1]):
+          del mdl  # the sub-blocks bind to the lifted scope by name
+          for j in subset:
+            y = y + sub(group[j])(x, mask, False, src, out_key) * gates[0, group[j]]
+          return finish(y) if last else y
+        y = dispatch.on_patterns(pattern, gates[0, group[0]:group[-1] + 1] != 0, x, y, gates, mask,
+                                 module=self)
     elif skip:
       per_row = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) == 2}
       shared = {k: v for k, v in dict(mask or {}).items() if np.ndim(v) != 2}

@@ -70,7 +70,7 @@ def test_on_patterns_runs_the_functions_that_are_on():
     want = sum((funcs[n](x) for n in range(3) if on[n]), jnp.zeros_like(x))
     np.testing.assert_allclose(run(jnp.asarray(on), x), want, rtol=1e-6)
   assert sorted(traced) == sorted(tuple(n for n in range(3) if k >> n & 1) for k in range(8))
-  with pytest.raises(ValueError, match="N <= 4"):
+  with pytest.raises(ValueError, match="N <= 8"):
     dispatch.on_patterns(fn, jnp.ones(dispatch.MAX_PATTERN_BITS + 1, bool), x)
   with pytest.raises(ValueError, match="must be"):
     dispatch.on_patterns(fn, jnp.asarray(True), x)

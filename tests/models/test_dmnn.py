@@ -303,25 +303,22 @@ def _count(jaxpr, name):
 
 @pytest.mark.parametrize("paths", [2, 3, 5])
 def test_skip_at_batch_one_computes_only_the_sub_blocks_that_are_on(paths):
-  """At batch 1 each block is one switch over its 2^N on/off patterns (N <= 4): the branch of
-  pattern k holds the convs of exactly the sub-blocks that are on in k, and nothing is computed
-  twice; beyond 4 paths, a two-way cond per sub-block. Values: every forced pattern (with gate
-  values other than 1) equals the masked path (N = 3)."""
+  """At batch 1 each block's sub-blocks go in pairs (the last alone when N is odd), one switch
+  per pair over its on/off patterns: the branch of pattern k holds the convs of exactly the
+  sub-blocks that are on in k. Values: every forced pattern (with gate values other than 1)
+  equals the masked path (N = 3: a pair and a single)."""
   model, variables = tiny("basic", paths=paths)
   fast = model.clone(dispatch="skip")
   blocks = len(_path_points(model))
   jaxpr = jax.make_jaxpr(lambda x: models.apply(fast, variables, x))(_x(model, 1)).jaxpr
   conds = _conds(jaxpr)
+  groups = [dmnn.PATTERN_GROUP] * (paths // dmnn.PATTERN_GROUP) + [paths % dmnn.PATTERN_GROUP] * (
+      paths % dmnn.PATTERN_GROUP > 0)
+  assert dmnn.PATTERN_GROUP == 2 and len(conds) == blocks * len(groups)
   per_sub = 2  # a basic sub-block's two 3x3 convs
-  if paths <= 4:
-    assert len(conds) == blocks
-    for cond in conds:
-      convs = [_count(b.jaxpr, "conv_general_dilated") for b in cond.params["branches"]]
-      assert convs == [per_sub * bin(k).count("1") for k in range(2 ** paths)]
-  else:
-    assert len(conds) == blocks * paths
-    assert all([_count(b.jaxpr, "conv_general_dilated") for b in c.params["branches"]] == [0, per_sub]
-               for c in conds)
+  for cond, size in zip(conds, groups * blocks):
+    convs = [_count(b.jaxpr, "conv_general_dilated") for b in cond.params["branches"]]
+    assert convs == [per_sub * bin(k).count("1") for k in range(2 ** size)]
   if paths == 3:
     points = _path_points(model)
     run_masked = jax.jit(lambda v, x, m: dmnn.forward(model, v, x, m)[0])
