@@ -9,8 +9,8 @@ forward of the same network (same variables) on real test images:
   masked    the controllers decide, every sub-block is computed and multiplied by its gate
             (what ConvNet-AIG / SkipNet / BlockDrop run: nothing saved);
   skip      the controllers decide and only the sub-blocks whose gate is on run
-            (`jaxdr.models.dispatch`: at batch 1 one switch per block over its sub-blocks'
-            on/off patterns; at larger batches
+            (`jaxdr.models.dispatch`: at batch 1 one switch per pair of sub-blocks over
+            their on/off patterns; at larger batches
             the images whose gate is on are gathered into the smallest of ``--buckets``
             capacities, computed and put back);
   static path  the timed images' most common path of every block fixed in advance (a constant

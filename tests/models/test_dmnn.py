@@ -255,8 +255,8 @@ def test_gate_bias_sets_the_initial_opening_rate():
 
 @pytest.mark.parametrize("kind", list(TINY))
 def test_skip_compute_equals_the_masked_path(kind):
-  """'skip' runs only the sub-blocks whose gate is on (a switch over on/off patterns per block at
-  batch 1, capacity buckets for batches); logits and paths equal the masked path's,
+  """'skip' runs only the sub-blocks whose gate is on (a switch over on/off patterns per pair of
+  sub-blocks at batch 1, capacity buckets for batches); logits and paths equal the masked path's,
   with controller-decided gates and with forced masks (per example; all off; every pattern with
   gate values other than 1)."""
   model, variables = tiny(kind, buckets=2)  # capacities 4 and 7 at batch 7
