@@ -56,15 +56,6 @@ flags.DEFINE_integer("worker_threads", 0, "Internal: run the timing on this many
 VARIANTS = ("all-on", "all-on, conds", "static path", "static + ctrl", "path, conds", "skip")
 
 
-def _modal_paths(gates: np.ndarray) -> np.ndarray:
-  """gates [images, blocks, N] (0/1) -> [blocks, N]: each block's most common on/off pattern."""
-  out = []
-  for b in range(gates.shape[1]):
-    patterns, counts = np.unique(gates[:, b, :], axis=0, return_counts=True)
-    out.append(patterns[np.argmax(counts)])
-  return np.stack(out).astype(np.float32)
-
-
 def _measure(threads: int) -> dict:
   """Median microseconds per image of every variant on ``threads`` CPUs (this process)."""
   cpus = sorted(os.sched_getaffinity(0))
@@ -73,6 +64,7 @@ def _measure(threads: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from jaxdr import data, masks, models  # pylint: disable=import-outside-toplevel
   from jaxdr.methods import dmnn as dmnn_method  # pylint: disable=import-outside-toplevel
+  from jaxdr.methods.dmnn import evaluate  # pylint: disable=import-outside-toplevel
   from jaxdr.models import dmnn  # pylint: disable=import-outside-toplevel
 
   model, variables, table = dmnn_method.load(FLAGS.model_dir, conv_impl=FLAGS.conv_impl)
@@ -83,7 +75,7 @@ def _measure(threads: int) -> dict:
   keys = [k for k, _ in graph.groups]
   fast = model.clone(dispatch="skip")
   gates = np.asarray(jax.jit(lambda x: dmnn.forward(model, variables, x)[1].gates)(xs))
-  path = _modal_paths(gates)
+  path = evaluate.modal_paths(gates)
   static = {k: jnp.asarray(path[i]) for i, k in enumerate(keys)}
   all_on = masks.ones_mask([graph.gate(k) for k, _ in graph.groups])
 

@@ -56,6 +56,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from jaxdr import cpu_runtime, data, masks, models, reporting
 from jaxdr.methods import dmnn as dmnn_method
+from jaxdr.methods.dmnn import evaluate
 from jaxdr.models import dmnn
 
 FLAGS = flags.FLAGS
@@ -105,15 +106,6 @@ def _first_call_s(fn, *args) -> float:
   return time.perf_counter() - start
 
 
-def _modal_paths(gates: np.ndarray) -> np.ndarray:
-  """gates [images, blocks, N] (0/1) -> [blocks, N]: each block's most common on/off pattern."""
-  out = []
-  for b in range(gates.shape[1]):
-    patterns, counts = np.unique(gates[:, b, :], axis=0, return_counts=True)
-    out.append(patterns[np.argmax(counts)])
-  return np.stack(out).astype(np.float32)
-
-
 def _time_pass(fn, batches) -> float:
   """Seconds for one pass over ``batches`` (each call waited for, as a server would)."""
   start = time.perf_counter()
@@ -156,7 +148,7 @@ def main(argv):
     fns = {k: jax.jit(f) for k, f in raw.items()}
     compile_s = {name: _first_call_s(fn, variables, *batches[0]) for name, fn in fns.items()}
     gates = np.concatenate([np.asarray(fns["masked"](variables, *b)[1].gates) for b in batches])  # [n, blocks, N]
-    static_gates = _modal_paths(gates)  # [blocks, N]
+    static_gates = evaluate.modal_paths(gates)  # [blocks, N]
     static = {k: jnp.asarray(static_gates[i]) for i, k in enumerate(keys)}
     raw["static path"] = lambda v, x, m: models.apply(fast, v, x, static)
     fns["static path"] = jax.jit(raw["static path"])

@@ -121,6 +121,16 @@ def run_split(model, variables, table: CostTable, dataset: str, *, batch_size: i
   return _collect(step, variables, batches)
 
 
+def modal_paths(gates: np.ndarray) -> np.ndarray:
+  """gates [images, blocks, N] (0/1) -> [blocks, N] float32: each block's most common on/off
+  pattern (a static path: the benchmarks' pruned-to-one-path reference)."""
+  out = []
+  for b in range(gates.shape[1]):
+    patterns, counts = np.unique(gates[:, b, :], axis=0, return_counts=True)
+    out.append(patterns[np.argmax(counts)])
+  return np.stack(out).astype(np.float32)
+
+
 def summarise(ev: Evaluation, table: CostTable, group_names: Sequence[str],
               group_of: Sequence[int], bins: int = 20) -> dict:
   """What results.json reports: top-1, loss, executed-FLOPs statistics and histogram (Fig. 5),
